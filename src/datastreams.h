@@ -1,0 +1,121 @@
+/*-------------------------------------------------------------------------
+ *
+ * datastreams.h
+ *	  Declarations shared by the datastreams extension's C files.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef DATASTREAMS_H
+#define DATASTREAMS_H
+
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+/* Settings (datastreams.c) */
+extern char *ds_account_id_setting;
+extern int	ds_max_payload_bytes;
+extern int	ds_notify_payload;
+extern double ds_notify_queue_limit;
+
+typedef enum NotifyPayloadMode
+{
+	NOTIFY_PAYLOAD_FULL,
+	NOTIFY_PAYLOAD_IDS
+} NotifyPayloadMode;
+
+/* Stream and frame statuses, as stored */
+typedef enum StreamStatus
+{
+	STREAM_INACTIVE,
+	STREAM_ACTIVE,
+	STREAM_PAUSED
+} StreamStatus;
+
+typedef enum FrameStatus
+{
+	FRAME_OK,
+	FRAME_LATE,
+	FRAME_ERROR,
+	FRAME_STATUS_COUNT
+} FrameStatus;
+
+extern const char *const frame_status_names[FRAME_STATUS_COUNT];
+
+/* ids.c */
+extern void ds_generate_uuid_v4(pg_uuid_t *out);
+extern void ds_generate_uuid_v7(pg_uuid_t *out);
+
+/* relations.c: the extension's tables and indexes, looked up once */
+typedef struct DsRelations
+{
+	Oid			namespace;
+	Oid			accounts;
+	Oid			accounts_pkey;
+	Oid			accounts_role_index;
+	Oid			trusted_roles;
+	Oid			streams;
+	Oid			streams_pkey;
+	Oid			frames;
+	Oid			frames_stream_sequence_index;
+	Oid			stream_state;
+} DsRelations;
+
+extern const DsRelations *ds_relations(void);
+extern void ds_relations_init(void);
+
+/* normalize.c: text and metadata normalisation shared by the triggers */
+extern char *ds_trim(const char *s);
+extern bool ds_is_blank(const char *s);
+extern Jsonb *ds_normalize_metadata(Jsonb *metadata);
+
+/* tenancy.c */
+extern char *ds_current_account(void);
+extern bool ds_is_admin(void);
+extern bool ds_bypasses_rls(void);
+extern void ds_tenancy_init(void);
+
+/* stream_cache.c: per-backend cache of the stream columns frames depend on */
+typedef struct CachedStream
+{
+	pg_uuid_t	id;				/* hash key */
+	char	   *account_id;
+	StreamStatus status;
+	int32		sla_ms;
+} CachedStream;
+
+extern CachedStream *ds_lookup_stream(const pg_uuid_t *stream_id);
+extern void ds_stream_cache_init(void);
+
+/* stream_state.c: per-transaction sequence tracking and the latest pointer */
+typedef struct StreamProgress StreamProgress;
+
+extern StreamProgress *ds_progress_for(const pg_uuid_t *stream_id,
+									   const char *account_id);
+extern int64 ds_progress_latest(StreamProgress *progress);
+extern void ds_progress_record(StreamProgress *progress, int64 sequence,
+							   FrameStatus status, int32 latency_ms);
+extern void ds_progress_flush(void);
+extern void ds_stream_state_init(void);
+
+/* notify.c */
+extern void ds_notify_frame(const pg_uuid_t *frame_id,
+							const pg_uuid_t *stream_id, int64 sequence,
+							FrameStatus status, int32 latency_ms,
+							TimestampTz created_at, Jsonb *payload);
+extern void ds_notify_init(void);
+
+/* metrics.c */
+extern void ds_metrics_stream_created(const pg_uuid_t *stream_id,
+									  const char *account_id);
+extern void ds_metrics_stream_updated(const pg_uuid_t *stream_id,
+									  const char *account_id);
+extern void ds_metrics_frame(const pg_uuid_t *stream_id, FrameStatus status,
+							 int32 latency_ms);
+extern void ds_metrics_notification_skipped(void);
+extern void ds_metrics_init(void);
+
+/* Helpers */
+extern char *ds_uuid_to_cstring(const pg_uuid_t *uuid);
+
+#endif							/* DATASTREAMS_H */

@@ -1,0 +1,144 @@
+/*-------------------------------------------------------------------------
+ *
+ * normalize.c
+ *	  Text trimming and metadata normalisation shared by the triggers.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_collation.h"
+#include "utils/builtins.h"
+#include "utils/formatting.h"
+#include "utils/jsonb.h"
+
+#include "datastreams.h"
+
+/*
+ * Only ASCII whitespace is trimmed: those bytes never occur inside a
+ * multibyte character of any server encoding, so this is encoding-safe.
+ */
+static inline bool
+is_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+char *
+ds_trim(const char *s)
+{
+	const char *end = s + strlen(s);
+
+	while (*s && is_space(*s))
+		s++;
+	while (end > s && is_space(end[-1]))
+		end--;
+	return pnstrdup(s, end - s);
+}
+
+bool
+ds_is_blank(const char *s)
+{
+	for (; *s; s++)
+		if (!is_space(*s))
+			return false;
+	return true;
+}
+
+typedef struct MetadataPair
+{
+	char	   *key;
+	char	   *value;
+} MetadataPair;
+
+static int
+pair_cmp(const void *a, const void *b)
+{
+	return strcmp(((const MetadataPair *) a)->key, ((const MetadataPair *) b)->key);
+}
+
+static char *
+jbv_cstring(JsonbValue *v)
+{
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+/*
+ * Metadata is a flat map of strings: keys trimmed and lower-cased, empty keys
+ * dropped, values trimmed.  Two keys that become equal are an error rather
+ * than a silent loss of one of the values.
+ */
+Jsonb *
+ds_normalize_metadata(Jsonb *metadata)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken token;
+	MetadataPair *pairs;
+	int			npairs = 0;
+	int			capacity;
+	JsonbParseState *state = NULL;
+	JsonbValue *result;
+	int			i;
+
+	if (!JB_ROOT_IS_OBJECT(metadata) || JB_ROOT_IS_SCALAR(metadata))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("metadata must be a JSON object"),
+				 errdetail("Metadata is a flat map of string keys to string values.")));
+
+	capacity = JB_ROOT_COUNT(metadata);
+	if (capacity == 0)
+		return metadata;
+	pairs = palloc(sizeof(MetadataPair) * capacity);
+
+	it = JsonbIteratorInit(&metadata->root);
+	while ((token = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		char	   *raw_key;
+		char	   *key;
+
+		if (token != WJB_KEY)
+			continue;
+		raw_key = jbv_cstring(&v);
+		token = JsonbIteratorNext(&it, &v, true);
+		Assert(token == WJB_VALUE);
+		if (v.type != jbvString)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("metadata value for key \"%s\" must be a string", raw_key),
+					 errdetail("Metadata is a flat map of string keys to string values.")));
+		key = ds_trim(raw_key);
+		if (key[0] == '\0')
+			continue;
+		pairs[npairs].key = str_tolower(key, strlen(key), DEFAULT_COLLATION_OID);
+		pairs[npairs].value = ds_trim(jbv_cstring(&v));
+		npairs++;
+	}
+
+	qsort(pairs, npairs, sizeof(MetadataPair), pair_cmp);
+	for (i = 1; i < npairs; i++)
+		if (strcmp(pairs[i - 1].key, pairs[i].key) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("metadata key \"%s\" is given more than once", pairs[i].key),
+					 errdetail("Keys are trimmed and lower-cased, so keys that differ only in case or surrounding spaces collide.")));
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	for (i = 0; i < npairs; i++)
+	{
+		JsonbValue	k;
+		JsonbValue	val;
+
+		k.type = jbvString;
+		k.val.string.val = pairs[i].key;
+		k.val.string.len = strlen(pairs[i].key);
+		val.type = jbvString;
+		val.val.string.val = pairs[i].value;
+		val.val.string.len = strlen(pairs[i].value);
+		pushJsonbValue(&state, WJB_KEY, &k);
+		pushJsonbValue(&state, WJB_VALUE, &val);
+	}
+	result = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return JsonbValueToJsonb(result);
+}

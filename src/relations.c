@@ -1,0 +1,85 @@
+/*-------------------------------------------------------------------------
+ *
+ * relations.c
+ *	  OIDs of the extension's tables and indexes, looked up once per backend.
+ *
+ * The triggers and caches read the extension's tables directly through
+ * their indexes.  Looking the OIDs up by name on every row would cost a
+ * catalog search each time, so they are kept here and forgotten whenever a
+ * relcache invalidation names one of them (DROP/CREATE EXTENSION, ALTER).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+
+#include "datastreams.h"
+
+static DsRelations relations;
+static bool relations_valid = false;
+
+static Oid
+lookup_relation(const char *name)
+{
+	Oid			relid = get_relname_relid(name, relations.namespace);
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("relation \"datastreams.%s\" does not exist", name),
+				 errhint("Run CREATE EXTENSION datastreams in this database.")));
+	return relid;
+}
+
+const DsRelations *
+ds_relations(void)
+{
+	if (relations_valid)
+		return &relations;
+
+	relations.namespace = get_namespace_oid("datastreams", true);
+	if (!OidIsValid(relations.namespace))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_SCHEMA),
+				 errmsg("schema \"datastreams\" does not exist"),
+				 errhint("Run CREATE EXTENSION datastreams in this database.")));
+
+	relations.accounts = lookup_relation("accounts");
+	relations.accounts_pkey = lookup_relation("accounts_pkey");
+	relations.accounts_role_index = lookup_relation("accounts_role_key");
+	relations.trusted_roles = lookup_relation("trusted_roles");
+	relations.streams = lookup_relation("streams");
+	relations.streams_pkey = lookup_relation("streams_pkey");
+	relations.frames = lookup_relation("frames");
+	relations.frames_stream_sequence_index = lookup_relation("frames_stream_sequence_key");
+	relations.stream_state = lookup_relation("stream_state");
+	relations_valid = true;
+	return &relations;
+}
+
+static void
+relations_invalidate(Datum arg, Oid relid)
+{
+	if (!relations_valid)
+		return;
+	if (!OidIsValid(relid) ||
+		relid == relations.accounts ||
+		relid == relations.accounts_pkey ||
+		relid == relations.accounts_role_index ||
+		relid == relations.trusted_roles ||
+		relid == relations.streams ||
+		relid == relations.streams_pkey ||
+		relid == relations.frames ||
+		relid == relations.frames_stream_sequence_index ||
+		relid == relations.stream_state)
+		relations_valid = false;
+}
+
+void
+ds_relations_init(void)
+{
+	CacheRegisterRelcacheCallback(relations_invalidate, (Datum) 0);
+}

@@ -1,0 +1,334 @@
+/*-------------------------------------------------------------------------
+ *
+ * stream_state.c
+ *	  Per-stream sequence ordering and the latest-frame pointer.
+ *
+ * Sequences of a stream must be strictly increasing even with concurrent
+ * writers, so the first frame a transaction writes to a stream takes a
+ * per-stream lock held until the transaction ends, then reads the stream's
+ * highest sequence through the (stream_id, sequence) index with a dirty
+ * snapshot: with the lock held no other writer is in progress, and the
+ * dirty snapshot also sees frames committed after our own snapshot was
+ * taken, just as a unique index check would.  The transaction then tracks
+ * the latest sequence in memory, so later frames cost no index probe.
+ *
+ * The latest-frame pointer and the per-stream counters live in
+ * datastreams.stream_state.  They are written once per statement and
+ * stream (by the AFTER STATEMENT trigger calling ds_progress_flush), not
+ * once per row: rewriting one row per frame would cost a heap update per
+ * frame and grow a HOT chain inside long transactions.  The pointer is
+ * taken from the index at flush time, so it is right even when a later
+ * BEFORE trigger skipped a row or a subtransaction rolled some back.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "datastreams.h"
+
+/* Distinguishes our stream locks from user advisory locks (which use 1, 2) */
+#define STREAM_LOCK_CLASS 0x4453
+
+struct StreamProgress
+{
+	pg_uuid_t	stream_id;		/* hash key */
+	char	   *account_id;
+	bool		locked;
+	bool		latest_known;
+	int64		latest;
+	bool		touched;		/* the pointer needs writing */
+	int64		counts[FRAME_STATUS_COUNT];
+	int64		latency_total;
+};
+
+static HTAB *progress = NULL;
+static SPIPlanPtr upsert_plan = NULL;
+
+static void
+lock_stream(const pg_uuid_t *stream_id)
+{
+	LOCKTAG		tag;
+	uint32		key1;
+	uint32		key2;
+
+	memcpy(&key1, stream_id->data, sizeof(key1));
+	memcpy(&key2, stream_id->data + UUID_LEN - sizeof(key2), sizeof(key2));
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, key1, key2, STREAM_LOCK_CLASS);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
+typedef struct LatestFrame
+{
+	pg_uuid_t	id;
+	int64		sequence;
+	TimestampTz created_at;
+} LatestFrame;
+
+/*
+ * The stream's frame with the highest sequence, committed or written by this
+ * transaction.  False when the stream has no frames.
+ */
+static bool
+read_latest_frame(const pg_uuid_t *stream_id, LatestFrame *latest)
+{
+	const DsRelations *rels = ds_relations();
+	SnapshotData dirty;
+	Relation	heap;
+	Relation	index;
+	IndexScanDesc scan;
+	ScanKeyData key;
+	TupleTableSlot *slot;
+	bool		found = false;
+
+	InitDirtySnapshot(dirty);
+	heap = table_open(rels->frames, AccessShareLock);
+	index = index_open(rels->frames_stream_sequence_index, AccessShareLock);
+	slot = table_slot_create(heap, NULL);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(stream_id));
+	scan = index_beginscan(heap, index, &dirty, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	if (index_getnext_slot(scan, BackwardScanDirection, slot))
+	{
+		bool		isnull;
+
+		memcpy(&latest->id,
+			   DatumGetUUIDP(slot_getattr(slot, get_attnum(rels->frames, "id"), &isnull)),
+			   sizeof(pg_uuid_t));
+		latest->sequence = DatumGetInt64(slot_getattr(slot, get_attnum(rels->frames, "sequence"), &isnull));
+		latest->created_at = DatumGetTimestampTz(slot_getattr(slot, get_attnum(rels->frames, "created_at"), &isnull));
+		found = true;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
+	return found;
+}
+
+StreamProgress *
+ds_progress_for(const pg_uuid_t *stream_id, const char *account_id)
+{
+	StreamProgress *entry;
+	bool		found;
+
+	if (progress == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(pg_uuid_t);
+		ctl.entrysize = sizeof(StreamProgress);
+		ctl.hcxt = TopTransactionContext;
+		progress = hash_create("datastreams stream progress", 16, &ctl,
+							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+
+	entry = hash_search(progress, stream_id, HASH_ENTER, &found);
+	if (!found)
+	{
+		memset(((char *) entry) + sizeof(pg_uuid_t), 0,
+			   sizeof(StreamProgress) - sizeof(pg_uuid_t));
+		entry->account_id = MemoryContextStrdup(TopTransactionContext, account_id);
+	}
+	if (!entry->locked)
+	{
+		lock_stream(stream_id);
+		entry->locked = true;
+	}
+	return entry;
+}
+
+/*
+ * The highest sequence the stream has, 0 when it has no frames.
+ */
+int64
+ds_progress_latest(StreamProgress *entry)
+{
+	if (!entry->latest_known)
+	{
+		LatestFrame latest;
+
+		entry->latest = read_latest_frame(&entry->stream_id, &latest) ? latest.sequence : 0;
+		entry->latest_known = true;
+	}
+	return entry->latest;
+}
+
+void
+ds_progress_record(StreamProgress *entry, int64 sequence, FrameStatus status,
+				   int32 latency_ms)
+{
+	entry->latest = sequence;
+	entry->latest_known = true;
+	entry->touched = true;
+	entry->counts[status]++;
+	entry->latency_total += latency_ms;
+}
+
+static void
+prepare_upsert(void)
+{
+	Oid			argtypes[9] = {UUIDOID, TEXTOID, UUIDOID, INT8OID, TIMESTAMPTZOID,
+	INT8OID, INT8OID, INT8OID, INT8OID};
+	SPIPlanPtr	plan;
+
+	/* Every name and operator is qualified: the caller's search_path is not ours */
+	plan = SPI_prepare("INSERT INTO datastreams.stream_state AS s "
+					   "(stream_id, account_id, latest_frame_id, latest_sequence, latest_created_at, "
+					   " frames_ok, frames_late, frames_error, latency_ms_total, updated_at) "
+					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, pg_catalog.now()) "
+					   "ON CONFLICT (stream_id) DO UPDATE SET "
+					   " latest_frame_id = excluded.latest_frame_id, "
+					   " latest_sequence = excluded.latest_sequence, "
+					   " latest_created_at = excluded.latest_created_at, "
+					   " frames_ok = s.frames_ok OPERATOR(pg_catalog.+) excluded.frames_ok, "
+					   " frames_late = s.frames_late OPERATOR(pg_catalog.+) excluded.frames_late, "
+					   " frames_error = s.frames_error OPERATOR(pg_catalog.+) excluded.frames_error, "
+					   " latency_ms_total = s.latency_ms_total OPERATOR(pg_catalog.+) excluded.latency_ms_total, "
+					   " updated_at = excluded.updated_at",
+					   9, argtypes);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "SPI_keepplan failed");
+	upsert_plan = plan;
+}
+
+static void
+write_stream_state(StreamProgress *entry, const LatestFrame *latest)
+{
+	Datum		values[9];
+	int			rc;
+
+	values[0] = UUIDPGetDatum(&entry->stream_id);
+	values[1] = CStringGetTextDatum(entry->account_id);
+	values[2] = UUIDPGetDatum(&latest->id);
+	values[3] = Int64GetDatum(latest->sequence);
+	values[4] = TimestampTzGetDatum(latest->created_at);
+	values[5] = Int64GetDatum(entry->counts[FRAME_OK]);
+	values[6] = Int64GetDatum(entry->counts[FRAME_LATE]);
+	values[7] = Int64GetDatum(entry->counts[FRAME_ERROR]);
+	values[8] = Int64GetDatum(entry->latency_total);
+
+	rc = SPI_execute_plan(upsert_plan, values, NULL, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "could not write datastreams.stream_state: %s", SPI_result_code_string(rc));
+}
+
+/*
+ * Write the pointer and counters of every stream the statement touched.
+ * Runs as the bootstrap superuser: tenants may read stream_state but not
+ * write it, and the rows written are fully determined by this code.
+ */
+void
+ds_progress_flush(void)
+{
+	HASH_SEQ_STATUS seq;
+	StreamProgress *entry;
+	Oid			save_userid;
+	int			save_sec_context;
+	bool		connected = false;
+
+	if (progress == NULL)
+		return;
+
+	hash_seq_init(&seq, progress);
+	while ((entry = hash_seq_search(&seq)) != NULL)
+	{
+		LatestFrame latest;
+
+		if (!entry->touched)
+			continue;
+		entry->touched = false;
+		if (!read_latest_frame(&entry->stream_id, &latest))
+			continue;
+
+		if (!connected)
+		{
+			GetUserIdAndSecContext(&save_userid, &save_sec_context);
+			SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+								   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+			if (SPI_connect() != SPI_OK_CONNECT)
+				elog(ERROR, "SPI_connect failed");
+			if (upsert_plan == NULL)
+				prepare_upsert();
+			connected = true;
+		}
+		write_stream_state(entry, &latest);
+		memset(entry->counts, 0, sizeof(entry->counts));
+		entry->latency_total = 0;
+	}
+
+	if (connected)
+	{
+		SPI_finish();
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+	}
+}
+
+static void
+progress_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			/* the memory goes with TopTransactionContext */
+			progress = NULL;
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * A rolled-back subtransaction releases the stream locks it took and undoes
+ * its frames: forget what this transaction believed about each stream.
+ */
+static void
+progress_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						  SubTransactionId parentSubid, void *arg)
+{
+	HASH_SEQ_STATUS seq;
+	StreamProgress *entry;
+
+	if (event != SUBXACT_EVENT_ABORT_SUB || progress == NULL)
+		return;
+
+	hash_seq_init(&seq, progress);
+	while ((entry = hash_seq_search(&seq)) != NULL)
+	{
+		entry->locked = false;
+		entry->latest_known = false;
+		memset(entry->counts, 0, sizeof(entry->counts));
+		entry->latency_total = 0;
+	}
+}
+
+void
+ds_stream_state_init(void)
+{
+	RegisterXactCallback(progress_xact_callback, NULL);
+	RegisterSubXactCallback(progress_subxact_callback, NULL);
+}

@@ -1,0 +1,242 @@
+/*-------------------------------------------------------------------------
+ *
+ * streams.c
+ *	  The streams trigger: every rule a stream row must satisfy.
+ *
+ * The rules live in a BEFORE ROW trigger rather than in the API functions
+ * so that they hold for direct INSERT, UPDATE and COPY as well.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_collation.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/formatting.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+#include "datastreams.h"
+
+typedef struct StreamColumns
+{
+	int			id;
+	int			account_id;
+	int			name;
+	int			symbol;
+	int			description;
+	int			frequency;
+	int			sla_ms;
+	int			status;
+	int			metadata;
+	int			created_at;
+	int			updated_at;
+} StreamColumns;
+
+static int
+column(TupleDesc desc, const char *name)
+{
+	int			attnum = SPI_fnumber(desc, name);
+
+	if (attnum <= 0)
+		elog(ERROR, "datastreams.streams has no column \"%s\"", name);
+	return attnum - 1;
+}
+
+static void
+stream_columns(TupleDesc desc, StreamColumns *c)
+{
+	c->id = column(desc, "id");
+	c->account_id = column(desc, "account_id");
+	c->name = column(desc, "name");
+	c->symbol = column(desc, "symbol");
+	c->description = column(desc, "description");
+	c->frequency = column(desc, "frequency");
+	c->sla_ms = column(desc, "sla_ms");
+	c->status = column(desc, "status");
+	c->metadata = column(desc, "metadata");
+	c->created_at = column(desc, "created_at");
+	c->updated_at = column(desc, "updated_at");
+}
+
+static Datum
+required_text(Datum value, bool isnull, const char *what, bool upper)
+{
+	char	   *s;
+
+	if (isnull || ds_is_blank(s = TextDatumGetCString(value)))
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("%s is required", what)));
+	s = ds_trim(s);
+	if (upper)
+		s = str_toupper(s, strlen(s), DEFAULT_COLLATION_OID);
+	return CStringGetTextDatum(s);
+}
+
+static Datum
+normalize_status(Datum value, bool isnull)
+{
+	char	   *s;
+
+	if (isnull || ds_is_blank(s = TextDatumGetCString(value)))
+		return CStringGetTextDatum("inactive");
+	s = ds_trim(s);
+	s = str_tolower(s, strlen(s), DEFAULT_COLLATION_OID);
+	if (strcmp(s, "inactive") != 0 && strcmp(s, "active") != 0 && strcmp(s, "paused") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid stream status \"%s\"", s),
+				 errhint("A stream's status is one of inactive, active or paused.")));
+	return CStringGetTextDatum(s);
+}
+
+static void
+check_frequency(Datum value)
+{
+	Interval	zero = {0};
+
+	if (!DatumGetBool(DirectFunctionCall2(interval_gt, value, IntervalPGetDatum(&zero))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("frequency must be positive"),
+				 errdetail("The frequency is the expected interval between two frames, such as '1s' or '100ms'.")));
+}
+
+static void
+forbid_change(TupleDesc desc, int att, Datum *newvals, bool *newnulls,
+			  Datum *oldvals, bool *oldnulls)
+{
+	Form_pg_attribute attr = TupleDescAttr(desc, att);
+
+	if (newnulls[att] != oldnulls[att] ||
+		(!newnulls[att] && !datumIsEqual(newvals[att], oldvals[att], attr->attbyval, attr->attlen)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("column \"%s\" of a stream cannot be changed", NameStr(attr->attname))));
+}
+
+PG_FUNCTION_INFO_V1(datastreams_streams_trigger);
+Datum
+datastreams_streams_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	HeapTuple	tuple;
+	StreamColumns c;
+	Datum	   *values;
+	bool	   *nulls;
+	bool	   *replace;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	bool		inserting;
+	char	   *account;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("datastreams_streams_trigger: not called by trigger manager")));
+	if (!TRIGGER_FIRED_BEFORE(trigdata->tg_event) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("datastreams_streams_trigger: must be fired before each row")));
+
+	/* Every backend's stream cache forgets streams when this commits */
+	CacheInvalidateRelcache(trigdata->tg_relation);
+
+	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+		return PointerGetDatum(trigdata->tg_trigtuple);
+
+	inserting = TRIGGER_FIRED_BY_INSERT(trigdata->tg_event);
+	tuple = inserting ? trigdata->tg_trigtuple : trigdata->tg_newtuple;
+	desc = RelationGetDescr(trigdata->tg_relation);
+	stream_columns(desc, &c);
+
+	values = palloc(sizeof(Datum) * desc->natts);
+	nulls = palloc(sizeof(bool) * desc->natts);
+	replace = palloc(sizeof(bool) * desc->natts);
+	heap_deform_tuple(tuple, desc, values, nulls);
+	memset(replace, false, sizeof(bool) * desc->natts);
+
+	if (inserting)
+	{
+		if (nulls[c.id])
+		{
+			pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
+
+			ds_generate_uuid_v4(id);
+			values[c.id] = UUIDPGetDatum(id);
+			nulls[c.id] = false;
+		}
+		if (nulls[c.account_id] && (account = ds_current_account()) != NULL)
+		{
+			values[c.account_id] = CStringGetTextDatum(account);
+			nulls[c.account_id] = false;
+		}
+		if (nulls[c.created_at])
+		{
+			values[c.created_at] = TimestampTzGetDatum(now);
+			nulls[c.created_at] = false;
+		}
+	}
+	else
+	{
+		Datum	   *oldvals = palloc(sizeof(Datum) * desc->natts);
+		bool	   *oldnulls = palloc(sizeof(bool) * desc->natts);
+
+		heap_deform_tuple(trigdata->tg_trigtuple, desc, oldvals, oldnulls);
+		forbid_change(desc, c.id, values, nulls, oldvals, oldnulls);
+		forbid_change(desc, c.account_id, values, nulls, oldvals, oldnulls);
+		forbid_change(desc, c.created_at, values, nulls, oldvals, oldnulls);
+	}
+
+	values[c.name] = required_text(values[c.name], nulls[c.name], "name", false);
+	nulls[c.name] = false;
+	values[c.symbol] = required_text(values[c.symbol], nulls[c.symbol], "symbol", true);
+	nulls[c.symbol] = false;
+
+	values[c.description] = CStringGetTextDatum(nulls[c.description] ? "" :
+												ds_trim(TextDatumGetCString(values[c.description])));
+	nulls[c.description] = false;
+
+	values[c.status] = normalize_status(values[c.status], nulls[c.status]);
+	nulls[c.status] = false;
+
+	if (nulls[c.sla_ms] || DatumGetInt32(values[c.sla_ms]) < 0)
+		values[c.sla_ms] = Int32GetDatum(0);
+	nulls[c.sla_ms] = false;
+
+	if (!nulls[c.frequency])
+		check_frequency(values[c.frequency]);
+
+	if (nulls[c.metadata])
+		values[c.metadata] = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
+	else
+		values[c.metadata] = JsonbPGetDatum(ds_normalize_metadata(DatumGetJsonbP(values[c.metadata])));
+	nulls[c.metadata] = false;
+
+	values[c.updated_at] = TimestampTzGetDatum(now);
+	nulls[c.updated_at] = false;
+
+	memset(replace, true, sizeof(bool) * desc->natts);
+	tuple = heap_modify_tuple(tuple, desc, values, nulls, replace);
+
+	if (!nulls[c.account_id])
+	{
+		char	   *acct = TextDatumGetCString(values[c.account_id]);
+
+		if (inserting)
+			ds_metrics_stream_created(DatumGetUUIDP(values[c.id]), acct);
+		else
+			ds_metrics_stream_updated(DatumGetUUIDP(values[c.id]), acct);
+	}
+
+	return PointerGetDatum(tuple);
+}
