@@ -91,7 +91,8 @@
  */
 #define FETCH_SQL \
 	"SELECT u.n, f.sequence, pg_catalog.row_to_json(f)::pg_catalog.text" \
-	"  FROM pg_catalog.unnest($1::pg_catalog.uuid[], $2::pg_catalog.int8[])" \
+	"  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.uuid[])," \
+	"                  pg_catalog.unnest($2::pg_catalog.int8[]))" \
 	"       WITH ORDINALITY AS u(stream_id, after_sequence, n)," \
 	"       LATERAL datastreams.frames_since(u.stream_id, u.after_sequence, " \
 	FETCH_LIMIT_STR ") AS f" \
@@ -429,6 +430,7 @@ add_stream(const char *id)
 	streams = xrealloc(streams, sizeof(Stream) * (nstreams + 1));
 	memset(&streams[nstreams], 0, sizeof(Stream));
 	strcpy(streams[nstreams].id, id);
+	streams[nstreams].last = opt_from;
 	nstreams++;
 }
 
@@ -571,10 +573,10 @@ parse_args(int argc, char **argv)
 		PQconninfoFree(opts);
 	}
 
+	/* --from may have come after some --stream */
 	sort_streams();
-	if (opt_from_given)
-		for (c = 0; c < nstreams; c++)
-			streams[c].last = opt_from;
+	for (c = 0; c < nstreams; c++)
+		streams[c].last = opt_from;
 	positions_known = opt_from_given;
 }
 
@@ -888,7 +890,7 @@ query_failure(PGconn *conn, const PGresult *res, const char *what)
 		char	   *line = flatten(res != NULL ? PQresultErrorMessage(res) :
 								   PQerrorMessage(conn));
 
-		log_msg("%s failed, reconnecting: %s", what,
+		log_msg("%s failed%s: %s", what, opt_once ? "" : ", reconnecting",
 				*line ? line : "connection lost");
 		free(line);
 		return STEP_RETRY;
