@@ -484,3 +484,9 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT 'datastreams_' || $1::text $$;
 COMMENT ON FUNCTION datastreams.channel(uuid) IS 'the NOTIFY channel of a stream';
+
+CREATE FUNCTION datastreams.ingest(stream_id uuid, frames jsonb)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'datastreams_ingest'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION datastreams.ingest(uuid, jsonb) IS 'bulk ingest: a JSON array of frames (sequence, payload, latency_ms, status, metadata) into one stream, all or nothing; returns the number stored';

@@ -20,6 +20,7 @@ char	   *ds_account_id_setting = NULL;
 int			ds_max_payload_bytes = 1024 * 1024;
 int			ds_notify_payload = NOTIFY_PAYLOAD_FULL;
 double		ds_notify_queue_limit = 0.9;
+int			ds_notify_frames_per_statement = 100;
 
 static const struct config_enum_entry notify_payload_options[] = {
 	{"full", NOTIFY_PAYLOAD_FULL, false},
@@ -71,6 +72,16 @@ _PG_init(void)
 							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("datastreams.notify_frames_per_statement",
+							"Frames of one stream a statement announces one by one.",
+							"A statement writing more frames than this to a stream sends one batch notification for them instead.",
+							&ds_notify_frames_per_statement,
+							100,
+							0, INT_MAX,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("datastreams");
 

@@ -8,6 +8,7 @@
 #ifndef DATASTREAMS_H
 #define DATASTREAMS_H
 
+#include "nodes/pg_list.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -17,6 +18,7 @@ extern char *ds_account_id_setting;
 extern int	ds_max_payload_bytes;
 extern int	ds_notify_payload;
 extern double ds_notify_queue_limit;
+extern int	ds_notify_frames_per_statement;
 
 typedef enum NotifyPayloadMode
 {
@@ -71,6 +73,7 @@ extern Jsonb *ds_normalize_metadata(Jsonb *metadata);
 
 /* tenancy.c */
 extern char *ds_current_account(void);
+extern char *ds_require_account(void);
 extern bool ds_is_admin(void);
 extern bool ds_bypasses_rls(void);
 extern void ds_tenancy_init(void);
@@ -88,7 +91,21 @@ extern CachedStream *ds_lookup_stream(const pg_uuid_t *stream_id);
 extern void ds_stream_cache_init(void);
 
 /* stream_state.c: per-transaction sequence tracking and the latest pointer */
-typedef struct StreamProgress StreamProgress;
+typedef struct StreamProgress
+{
+	pg_uuid_t	stream_id;		/* hash key */
+	char	   *account_id;
+	bool		locked;			/* holds the stream lock in this transaction */
+	bool		latest_known;
+	int64		latest;			/* highest sequence, when latest_known */
+	bool		touched;		/* the statement wrote frames to the stream */
+	int64		counts[FRAME_STATUS_COUNT];
+	int64		latency_total;
+	/* notifications of the current statement (notify.c) */
+	int64		announced;		/* frames written by the statement */
+	int64		first_sequence;
+	List	   *notices;		/* per-frame payloads, at most the limit */
+} StreamProgress;
 
 extern StreamProgress *ds_progress_for(const pg_uuid_t *stream_id,
 									   const char *account_id);
@@ -98,11 +115,14 @@ extern void ds_progress_record(StreamProgress *progress, int64 sequence,
 extern void ds_progress_flush(void);
 extern void ds_stream_state_init(void);
 
+/* ingest.c: which element of an ingest() batch the frames trigger is on */
+extern int64 ds_ingest_element;
+
 /* notify.c */
-extern void ds_notify_frame(const pg_uuid_t *frame_id,
-							const pg_uuid_t *stream_id, int64 sequence,
-							FrameStatus status, int32 latency_ms,
+extern void ds_notify_frame(StreamProgress *progress, const pg_uuid_t *frame_id,
+							int64 sequence, FrameStatus status, int32 latency_ms,
 							TimestampTz created_at, Jsonb *payload);
+extern void ds_notify_flush(StreamProgress *progress);
 extern void ds_notify_init(void);
 
 /* metrics.c */

@@ -239,6 +239,9 @@ datastreams_frames_trigger(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("datastreams_frames_trigger: must be fired for INSERT or UPDATE")));
 
+	if (ds_ingest_element >= 0)
+		ds_ingest_element++;
+
 	c = frame_columns(trigdata->tg_relation);
 	desc = RelationGetDescr(trigdata->tg_relation);
 	tuple = trigdata->tg_trigtuple;
@@ -349,7 +352,7 @@ datastreams_frames_trigger(PG_FUNCTION_ARGS)
 	tuple = heap_modify_tuple(tuple, desc, values, nulls, replace);
 
 	ds_progress_record(progress, sequence, status, latency_ms);
-	ds_notify_frame(frame_id, &stream_id, sequence, status, latency_ms, created_at, payload);
+	ds_notify_frame(progress, frame_id, sequence, status, latency_ms, created_at, payload);
 	ds_metrics_frame(&stream_id, status, latency_ms);
 
 	return PointerGetDatum(tuple);

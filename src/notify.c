@@ -19,6 +19,7 @@
 #include "commands/async.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "utils/memutils.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/fmgroids.h"
@@ -43,11 +44,13 @@ queue_too_full(void)
 
 	if (queue_checked && since_check < QUEUE_RECHECK_INTERVAL)
 		return skipping;
+	if (skipping)
+		return true;
 
 	usage = DatumGetFloat8(OidFunctionCall0(F_PG_NOTIFICATION_QUEUE_USAGE));
 	queue_checked = true;
 	since_check = 0;
-	if (usage >= ds_notify_queue_limit && !skipping)
+	if (usage >= ds_notify_queue_limit)
 	{
 		skipping = true;
 		ereport(WARNING,
@@ -69,35 +72,22 @@ append_head(StringInfo buf, const char *id, const char *stream, int64 sequence,
 					 id, stream, sequence, frame_status_names[status]);
 }
 
-void
-ds_notify_frame(const pg_uuid_t *frame_id, const pg_uuid_t *stream_id,
-				int64 sequence, FrameStatus status, int32 latency_ms,
-				TimestampTz created_at, Jsonb *payload)
+static char *
+frame_notice(const pg_uuid_t *frame_id, const pg_uuid_t *stream_id,
+			 int64 sequence, FrameStatus status, int32 latency_ms,
+			 TimestampTz created_at, Jsonb *payload)
 {
 	StringInfoData buf;
-	char		channel[NAMEDATALEN];
-	char	   *id = ds_uuid_to_cstring(frame_id);
-	char	   *stream = ds_uuid_to_cstring(stream_id);
 	char		timestamp[MAXDATELEN + 1];
 	int			head_len;
 
-	if (queue_too_full())
-	{
-		since_check++;
-		ds_metrics_notification_skipped();
-		return;
-	}
-	since_check++;
-
-	snprintf(channel, sizeof(channel), "datastreams_%s", stream);
-
 	initStringInfo(&buf);
-	append_head(&buf, id, stream, sequence, status);
+	append_head(&buf, ds_uuid_to_cstring(frame_id), ds_uuid_to_cstring(stream_id),
+				sequence, status);
 	if (ds_notify_payload == NOTIFY_PAYLOAD_IDS)
 	{
 		appendStringInfoChar(&buf, '}');
-		Async_Notify(channel, buf.data);
-		return;
+		return buf.data;
 	}
 
 	JsonEncodeDateTime(timestamp, TimestampTzGetDatum(created_at), TIMESTAMPTZOID, NULL);
@@ -114,8 +104,88 @@ ds_notify_frame(const pg_uuid_t *frame_id, const pg_uuid_t *stream_id,
 		buf.data[buf.len] = '\0';
 		appendStringInfoString(&buf, ", \"truncated\": true}");
 	}
-	Async_Notify(channel, buf.data);
-	pfree(buf.data);
+	return buf.data;
+}
+
+/*
+ * Called for each frame.  The notices of a statement are kept until it
+ * ends: a statement that writes few frames to a stream announces each of
+ * them, one that writes more than datastreams.notify_frames_per_statement
+ * announces them all at once, so bulk loads cost one notification per
+ * stream instead of one per frame (and the memory held stays bounded).
+ */
+void
+ds_notify_frame(StreamProgress *progress, const pg_uuid_t *frame_id,
+				int64 sequence, FrameStatus status, int32 latency_ms,
+				TimestampTz created_at, Jsonb *payload)
+{
+	MemoryContext old;
+
+	if (progress->announced++ == 0)
+		progress->first_sequence = sequence;
+	if (progress->announced > ds_notify_frames_per_statement)
+	{
+		if (progress->notices != NIL)
+		{
+			list_free_deep(progress->notices);
+			progress->notices = NIL;
+		}
+		return;
+	}
+
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	progress->notices = lappend(progress->notices,
+								frame_notice(frame_id, &progress->stream_id, sequence,
+											 status, latency_ms, created_at, payload));
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * At the end of the statement: send what the statement collected.
+ */
+void
+ds_notify_flush(StreamProgress *progress)
+{
+	char		channel[NAMEDATALEN];
+	char	   *stream;
+	ListCell   *lc;
+
+	if (progress->announced == 0)
+		return;
+
+	if (queue_too_full())
+	{
+		since_check++;
+		ds_metrics_notification_skipped();
+	}
+	else
+	{
+		stream = ds_uuid_to_cstring(&progress->stream_id);
+		snprintf(channel, sizeof(channel), "datastreams_%s", stream);
+
+		if (progress->announced <= ds_notify_frames_per_statement)
+		{
+			foreach(lc, progress->notices)
+				Async_Notify(channel, (char *) lfirst(lc));
+			since_check += list_length(progress->notices);
+		}
+		else
+		{
+			char	   *batch = psprintf("{\"stream_id\": \"%s\", \"sequence\": " INT64_FORMAT
+										 ", \"first_sequence\": " INT64_FORMAT
+										 ", \"count\": " INT64_FORMAT ", \"batch\": true}",
+										 stream, progress->latest, progress->first_sequence,
+										 progress->announced);
+
+			Async_Notify(channel, batch);
+			since_check++;
+		}
+	}
+
+	if (progress->notices != NIL)
+		list_free_deep(progress->notices);
+	progress->notices = NIL;
+	progress->announced = 0;
 }
 
 static void

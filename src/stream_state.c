@@ -48,17 +48,6 @@
 /* Distinguishes our stream locks from user advisory locks (which use 1, 2) */
 #define STREAM_LOCK_CLASS 0x4453
 
-struct StreamProgress
-{
-	pg_uuid_t	stream_id;		/* hash key */
-	char	   *account_id;
-	bool		locked;
-	bool		latest_known;
-	int64		latest;
-	bool		touched;		/* the pointer needs writing */
-	int64		counts[FRAME_STATUS_COUNT];
-	int64		latency_total;
-};
 
 static HTAB *progress = NULL;
 static SPIPlanPtr upsert_plan = NULL;
@@ -258,6 +247,7 @@ ds_progress_flush(void)
 		if (!entry->touched)
 			continue;
 		entry->touched = false;
+		ds_notify_flush(entry);
 		if (!read_latest_frame(&entry->stream_id, &latest))
 			continue;
 
@@ -323,6 +313,8 @@ progress_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		entry->latest_known = false;
 		memset(entry->counts, 0, sizeof(entry->counts));
 		entry->latency_total = 0;
+		entry->announced = 0;
+		entry->notices = NIL;
 	}
 }
 

@@ -238,8 +238,8 @@ account_exists(const char *account)
  * is none, when a bound role tries to act for another account, or when the
  * account does not exist.
  */
-static char *
-require_account(void)
+char *
+ds_require_account(void)
 {
 	RoleTenancy *t = current_tenancy();
 	const char *setting = setting_account();
@@ -291,7 +291,7 @@ PG_FUNCTION_INFO_V1(datastreams_require_account);
 Datum
 datastreams_require_account(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_TEXT_P(cstring_to_text(require_account()));
+	PG_RETURN_TEXT_P(cstring_to_text(ds_require_account()));
 }
 
 PG_FUNCTION_INFO_V1(datastreams_require_admin);
