@@ -94,6 +94,7 @@ extern void ds_stream_cache_init(void);
 typedef struct StreamProgress
 {
 	pg_uuid_t	stream_id;		/* hash key */
+	bool		valid;			/* belongs to the current transaction */
 	char	   *account_id;
 	bool		locked;			/* holds the stream lock in this transaction */
 	bool		latest_known;

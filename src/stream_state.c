@@ -49,7 +49,16 @@
 #define STREAM_LOCK_CLASS 0x4453
 
 
+/*
+ * The table outlives transactions so that single-frame transactions do not
+ * pay for building it each time; entries are marked invalid at transaction
+ * end, and the table is rebuilt when it has grown large.
+ */
+#define PROGRESS_KEEP_ENTRIES 64
+
+static MemoryContext progress_context = NULL;
 static HTAB *progress = NULL;
+static bool progress_used = false;
 static SPIPlanPtr upsert_plan = NULL;
 
 static void
@@ -88,6 +97,19 @@ read_latest_frame(const pg_uuid_t *stream_id, LatestFrame *latest)
 	TupleTableSlot *slot;
 	bool		found = false;
 
+	static Oid	attnums_relid = InvalidOid;
+	static AttrNumber id_att,
+				sequence_att,
+				created_at_att;
+
+	if (attnums_relid != rels->frames)
+	{
+		id_att = get_attnum(rels->frames, "id");
+		sequence_att = get_attnum(rels->frames, "sequence");
+		created_at_att = get_attnum(rels->frames, "created_at");
+		attnums_relid = rels->frames;
+	}
+
 	InitDirtySnapshot(dirty);
 	heap = table_open(rels->frames, AccessShareLock);
 	index = index_open(rels->frames_stream_sequence_index, AccessShareLock);
@@ -99,11 +121,10 @@ read_latest_frame(const pg_uuid_t *stream_id, LatestFrame *latest)
 	{
 		bool		isnull;
 
-		memcpy(&latest->id,
-			   DatumGetUUIDP(slot_getattr(slot, get_attnum(rels->frames, "id"), &isnull)),
+		memcpy(&latest->id, DatumGetUUIDP(slot_getattr(slot, id_att, &isnull)),
 			   sizeof(pg_uuid_t));
-		latest->sequence = DatumGetInt64(slot_getattr(slot, get_attnum(rels->frames, "sequence"), &isnull));
-		latest->created_at = DatumGetTimestampTz(slot_getattr(slot, get_attnum(rels->frames, "created_at"), &isnull));
+		latest->sequence = DatumGetInt64(slot_getattr(slot, sequence_att, &isnull));
+		latest->created_at = DatumGetTimestampTz(slot_getattr(slot, created_at_att, &isnull));
 		found = true;
 	}
 	index_endscan(scan);
@@ -123,19 +144,27 @@ ds_progress_for(const pg_uuid_t *stream_id, const char *account_id)
 	{
 		HASHCTL		ctl;
 
+		if (progress_context == NULL)
+			progress_context = AllocSetContextCreate(TopMemoryContext,
+													 "datastreams stream progress",
+													 ALLOCSET_SMALL_SIZES);
 		ctl.keysize = sizeof(pg_uuid_t);
 		ctl.entrysize = sizeof(StreamProgress);
-		ctl.hcxt = TopTransactionContext;
+		ctl.hcxt = progress_context;
 		progress = hash_create("datastreams stream progress", 16, &ctl,
 							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
+	progress_used = true;
 
 	entry = hash_search(progress, stream_id, HASH_ENTER, &found);
-	if (!found)
+	if (!found || !entry->valid)
 	{
+		if (found)
+			pfree(entry->account_id);
 		memset(((char *) entry) + sizeof(pg_uuid_t), 0,
 			   sizeof(StreamProgress) - sizeof(pg_uuid_t));
-		entry->account_id = MemoryContextStrdup(TopTransactionContext, account_id);
+		entry->valid = true;
+		entry->account_id = MemoryContextStrdup(progress_context, account_id);
 	}
 	if (!entry->locked)
 	{
@@ -236,7 +265,7 @@ ds_progress_flush(void)
 	int			save_sec_context;
 	bool		connected = false;
 
-	if (progress == NULL)
+	if (!progress_used)
 		return;
 
 	hash_seq_init(&seq, progress);
@@ -244,7 +273,7 @@ ds_progress_flush(void)
 	{
 		LatestFrame latest;
 
-		if (!entry->touched)
+		if (!entry->valid || !entry->touched)
 			continue;
 		entry->touched = false;
 		ds_notify_flush(entry);
@@ -277,6 +306,9 @@ ds_progress_flush(void)
 static void
 progress_xact_callback(XactEvent event, void *arg)
 {
+	HASH_SEQ_STATUS seq;
+	StreamProgress *entry;
+
 	switch (event)
 	{
 		case XACT_EVENT_COMMIT:
@@ -284,8 +316,19 @@ progress_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
-			/* the memory goes with TopTransactionContext */
-			progress = NULL;
+			if (!progress_used)
+				break;
+			progress_used = false;
+			if (hash_get_num_entries(progress) > PROGRESS_KEEP_ENTRIES)
+			{
+				MemoryContextReset(progress_context);
+				progress = NULL;
+				break;
+			}
+			/* notices lived in TopTransactionContext, gone now */
+			hash_seq_init(&seq, progress);
+			while ((entry = hash_seq_search(&seq)) != NULL)
+				entry->valid = false;
 			break;
 		default:
 			break;
@@ -303,7 +346,7 @@ progress_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	HASH_SEQ_STATUS seq;
 	StreamProgress *entry;
 
-	if (event != SUBXACT_EVENT_ABORT_SUB || progress == NULL)
+	if (event != SUBXACT_EVENT_ABORT_SUB || !progress_used)
 		return;
 
 	hash_seq_init(&seq, progress);
