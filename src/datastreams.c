@@ -83,6 +83,7 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	ds_retention_init();
 	MarkGUCPrefixReserved("datastreams");
 
 	ds_relations_init();

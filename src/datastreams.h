@@ -136,6 +136,15 @@ extern void ds_metrics_frame(const pg_uuid_t *stream_id, FrameStatus status,
 extern void ds_metrics_notification_skipped(void);
 extern void ds_metrics_init(void);
 
+/* retention.c, prune_worker.c: retention settings, prune() and its worker */
+extern char *ds_default_retention_setting;
+extern int	ds_prune_batch_size;
+extern int	ds_prune_interval;
+extern char *ds_prune_database;
+extern char *ds_prune_role;
+extern void ds_retention_init(void);
+extern void ds_prune_worker_init(void);
+
 /* Helpers */
 extern char *ds_uuid_to_cstring(const pg_uuid_t *uuid);
 

@@ -39,6 +39,7 @@ typedef struct StreamColumns
 	int			metadata;
 	int			created_at;
 	int			updated_at;
+	int			retention;		/* -1 before version 1.1 of the SQL */
 } StreamColumns;
 
 static int
@@ -49,6 +50,15 @@ column(TupleDesc desc, const char *name)
 	if (attnum <= 0)
 		elog(ERROR, "datastreams.streams has no column \"%s\"", name);
 	return attnum - 1;
+}
+
+/* A column that older versions of the extension's SQL do not have, or -1 */
+static int
+optional_column(TupleDesc desc, const char *name)
+{
+	int			attnum = SPI_fnumber(desc, name);
+
+	return attnum > 0 ? attnum - 1 : -1;
 }
 
 static void
@@ -65,6 +75,7 @@ stream_columns(TupleDesc desc, StreamColumns *c)
 	c->metadata = column(desc, "metadata");
 	c->created_at = column(desc, "created_at");
 	c->updated_at = column(desc, "updated_at");
+	c->retention = optional_column(desc, "retention");
 }
 
 static Datum
@@ -109,6 +120,18 @@ check_frequency(Datum value)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("frequency must be positive"),
 				 errdetail("The frequency is the expected interval between two frames, such as '1s' or '100ms'.")));
+}
+
+static void
+check_retention(Datum value)
+{
+	Interval	zero = {0};
+
+	if (!DatumGetBool(DirectFunctionCall2(interval_gt, value, IntervalPGetDatum(&zero))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("retention must be positive"),
+				 errdetail("The retention is how long frames are kept, such as '30 days'; NULL means datastreams.default_retention.")));
 }
 
 static void
@@ -215,6 +238,9 @@ datastreams_streams_trigger(PG_FUNCTION_ARGS)
 
 	if (!nulls[c.frequency])
 		check_frequency(values[c.frequency]);
+
+	if (c.retention >= 0 && !nulls[c.retention])
+		check_retention(values[c.retention]);
 
 	if (nulls[c.metadata])
 		values[c.metadata] = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));

@@ -1,0 +1,269 @@
+/*-------------------------------------------------------------------------
+ *
+ * prune_worker.c
+ *	  Background worker running datastreams.prune() on a schedule.
+ *
+ * Registered when the library is preloaded (shared_preload_libraries).  It
+ * connects to datastreams.database, as datastreams.prune_role or else the
+ * bootstrap superuser, and every datastreams.prune_interval calls
+ * datastreams.prune() until it returns 0, one transaction per call, so
+ * that each step commits before the next starts.  A database without the
+ * extension (or with a version that has no prune()) is skipped quietly; a
+ * LOG line is written only for runs that removed frames.
+ *
+ * SIGHUP rereads the configuration (prune_interval 0 pauses the worker);
+ * SIGTERM ends it, also in the middle of a run, through the standard
+ * interrupt handling.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "access/xact.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "datastreams.h"
+
+/* Settings */
+int			ds_prune_interval = 60;
+char	   *ds_prune_database = NULL;
+char	   *ds_prune_role = NULL;
+
+extern PGDLLEXPORT void datastreams_prune_worker_main(Datum main_arg);
+
+typedef enum StepResult
+{
+	STEP_PRUNED,				/* frames removed: another step may find more */
+	STEP_DONE,					/* nothing (more) to remove */
+	STEP_NOT_INSTALLED			/* no datastreams.prune() in this database */
+} StepResult;
+
+/* Does this database have datastreams.prune()?  In a transaction, under SPI. */
+static bool
+prune_installed(void)
+{
+	bool		isnull;
+
+	if (!OidIsValid(get_extension_oid("datastreams", true)))
+		return false;
+	if (SPI_execute("SELECT pg_catalog.to_regprocedure('datastreams.prune()') IS NOT NULL",
+					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not look up datastreams.prune()");
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * One transaction: SELECT datastreams.prune().  Errors propagate.
+ */
+static StepResult
+worker_step(int64 *pruned)
+{
+	StepResult	result = STEP_DONE;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	if (!prune_installed())
+		result = STEP_NOT_INSTALLED;
+	else
+	{
+		bool		isnull;
+		int64		n;
+
+		pgstat_report_activity(STATE_RUNNING, "SELECT datastreams.prune()");
+		if (SPI_execute("SELECT datastreams.prune()", false, 1) != SPI_OK_SELECT ||
+			SPI_processed != 1)
+			elog(ERROR, "SELECT datastreams.prune() failed");
+		n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+										&isnull));
+		if (!isnull && n > 0)
+		{
+			*pruned += n;
+			result = STEP_PRUNED;
+		}
+	}
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	return result;
+}
+
+/*
+ * One scheduled run: prune until nothing is left, the worker is paused or
+ * an error ends the run (the next run tries again).
+ */
+static void
+prune_run(void)
+{
+	MemoryContext context = CurrentMemoryContext;
+	TimestampTz start = GetCurrentTimestamp();
+	int64		pruned = 0;
+	int			steps = 0;
+
+	PG_TRY();
+	{
+		for (;;)
+		{
+			StepResult	r;
+
+			CHECK_FOR_INTERRUPTS();
+			if (ConfigReloadPending)
+			{
+				ConfigReloadPending = false;
+				ProcessConfigFile(PGC_SIGHUP);
+				if (ds_prune_interval == 0)
+					break;
+			}
+			r = worker_step(&pruned);
+			if (r == STEP_NOT_INSTALLED)
+				elog(DEBUG1, "datastreams prune worker: extension datastreams (1.1 or later) is not installed in database \"%s\"",
+					 ds_prune_database);
+			if (r != STEP_PRUNED)
+				break;
+			steps++;
+		}
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(context);
+		EmitErrorReport();
+		AbortCurrentTransaction();
+		FlushErrorState();
+	}
+	PG_END_TRY();
+
+	/* the deletions must reach the statistics autovacuum works from */
+	pgstat_report_stat(true);
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	if (pruned > 0)
+	{
+		long		secs;
+		int			usecs;
+
+		TimestampDifference(start, GetCurrentTimestamp(), &secs, &usecs);
+		ereport(LOG,
+				(errmsg("datastreams prune worker removed " INT64_FORMAT " frames in %d steps (%ld.%03d s)",
+						pruned, steps, secs, usecs / 1000)));
+	}
+}
+
+void
+datastreams_prune_worker_main(Datum main_arg)
+{
+	TimestampTz last_run;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnection(ds_prune_database,
+										 (ds_prune_role && ds_prune_role[0]) ? ds_prune_role : NULL,
+										 0);
+	pgstat_report_appname("datastreams prune worker");
+	last_run = GetCurrentTimestamp();
+
+	for (;;)
+	{
+		int			events = WL_LATCH_SET | WL_EXIT_ON_PM_DEATH;
+		long		timeout = -1;
+
+		if (ds_prune_interval > 0)
+		{
+			TimestampTz next = TimestampTzPlusMilliseconds(last_run,
+														   (int64) ds_prune_interval * 1000);
+			TimestampTz now = GetCurrentTimestamp();
+
+			if (now >= next)
+			{
+				prune_run();
+				last_run = GetCurrentTimestamp();
+				continue;
+			}
+			timeout = (long) ((next - now + 999) / 1000);
+			events |= WL_TIMEOUT;
+		}
+
+		(void) WaitLatch(MyLatch, events, timeout, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+	}
+}
+
+/*
+ * Settings of the worker, and its registration when the library is being
+ * preloaded.
+ */
+void
+ds_prune_worker_init(void)
+{
+	BackgroundWorker worker;
+
+	DefineCustomIntVariable("datastreams.prune_interval",
+							"Time between two runs of the prune worker; 0 turns it off.",
+							"Needs the library in shared_preload_libraries.",
+							&ds_prune_interval,
+							60,
+							0, INT_MAX / 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("datastreams.database",
+							   "Database in which the prune worker runs datastreams.prune().",
+							   NULL,
+							   &ds_prune_database,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("datastreams.prune_role",
+							   "Role the prune worker connects as; empty means the bootstrap superuser.",
+							   "The role must be a datastreams administrator: a superuser or a member of the extension's owner.",
+							   &ds_prune_role,
+							   "",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 60;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "datastreams");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "datastreams_prune_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "datastreams prune worker");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "datastreams prune worker");
+	RegisterBackgroundWorker(&worker);
+}

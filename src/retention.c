@@ -1,0 +1,351 @@
+/*-------------------------------------------------------------------------
+ *
+ * retention.c
+ *	  Retention: removing frames older than their stream's retention.
+ *
+ * A stream's effective retention is its streams.retention, or else the
+ * setting datastreams.default_retention (empty, the default: keep every
+ * frame).  datastreams.prune() does one bounded step: it deletes at most
+ * datastreams.prune_batch_size frames, stream by stream, each stream with
+ * one DELETE that walks the (stream_id, sequence) index from the oldest
+ * sequence up.  The caller commits the step; the background worker (see
+ * prune_worker.c) and the procedure datastreams.prune_all() call prune()
+ * again, one transaction per step, until it returns 0.  Short transactions
+ * let autovacuum reclaim what earlier steps deleted while later steps run.
+ *
+ * Safety:
+ * - A stream's latest frame is never deleted: only frames with a sequence
+ *	 lower than that of the frame the latest-frame pointer names (or, without
+ *	 a pointer, lower than the highest sequence) qualify, so latest_frame()
+ *	 and the frames trigger's ordering check, which both rely on the highest
+ *	 frame, are unaffected.  stream_state counters count frames ingested and
+ *	 are not reduced.
+ * - Writers append frames above the latest sequence under their per-stream
+ *	 lock; pruning deletes frames below it and takes neither that lock nor
+ *	 anything an insert waits for.
+ * - Two pruners never work on the same stream at once: each stream is
+ *	 claimed with a transaction-level advisory lock taken without waiting,
+ *	 and a stream claimed by someone else is skipped.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/guc.h"
+#include "utils/timestamp.h"
+
+#include "datastreams.h"
+
+/* Distinguishes prune claims from stream locks (0x4453) and user locks */
+#define PRUNE_LOCK_CLASS 0x4450
+
+/* Settings */
+char	   *ds_default_retention_setting = NULL;
+int			ds_prune_batch_size = 10000;
+
+/* datastreams.default_retention, parsed by its check hook */
+typedef struct DefaultRetention
+{
+	bool		keep_all;
+	Interval	retention;
+} DefaultRetention;
+
+static DefaultRetention default_retention = {true};
+
+static SPIPlanPtr streams_plan = NULL;
+static SPIPlanPtr delete_plan = NULL;
+
+/*
+ * Parse an interval without raising errors (a check hook must not).
+ * Returns false when the text is not an interval.
+ */
+static bool
+parse_interval(const char *text, Interval *result)
+{
+	char		workbuf[256];
+	char	   *field[MAXDATEFIELDS];
+	int			ftype[MAXDATEFIELDS];
+	int			nf;
+	int			dtype;
+	int			dterr;
+	struct pg_itm_in itm;
+	char	   *copy = pstrdup(text);
+
+	dterr = ParseDateTime(copy, workbuf, sizeof(workbuf), field, ftype,
+						  MAXDATEFIELDS, &nf);
+	if (dterr == 0)
+		dterr = DecodeInterval(field, ftype, nf, INTERVAL_FULL_RANGE, &dtype, &itm);
+	if (dterr == DTERR_BAD_FORMAT)
+		dterr = DecodeISO8601Interval(copy, &dtype, &itm);
+	if (dterr != 0 || dtype != DTK_DELTA)
+		return false;
+	return itmin2interval(&itm, result) == 0;
+}
+
+static bool
+interval_is_positive(Interval *span)
+{
+	Interval	zero = {0};
+
+	return DatumGetBool(DirectFunctionCall2(interval_gt, IntervalPGetDatum(span),
+											IntervalPGetDatum(&zero)));
+}
+
+static bool
+check_default_retention(char **newval, void **extra, GucSource source)
+{
+	DefaultRetention parsed = {true};
+	DefaultRetention *result;
+	const char *s = *newval;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	if (*s != '\0')
+	{
+		Interval	zero = {0};
+
+		if (!parse_interval(s, &parsed.retention))
+		{
+			GUC_check_errdetail("The retention is an interval such as '7 days', or empty to keep every frame.");
+			return false;
+		}
+		if (!interval_is_positive(&parsed.retention))
+		{
+			if (!DatumGetBool(DirectFunctionCall2(interval_eq,
+												  IntervalPGetDatum(&parsed.retention),
+												  IntervalPGetDatum(&zero))))
+			{
+				GUC_check_errdetail("The retention must not be negative; empty or 0 keeps every frame.");
+				return false;
+			}
+			/* 0, like an empty setting, keeps every frame */
+		}
+		else
+			parsed.keep_all = false;
+	}
+
+	/* PostgreSQL 15 frees a check hook's extra with free() */
+	result = malloc(sizeof(DefaultRetention));
+	if (result == NULL)
+		return false;
+	*result = parsed;
+	*extra = result;
+	return true;
+}
+
+static void
+assign_default_retention(const char *newval, void *extra)
+{
+	default_retention = *(DefaultRetention *) extra;
+}
+
+/*
+ * The oldest created_at a frame kept under this retention may have, or false
+ * when no frame can be that old (the retention reaches past the oldest
+ * representable timestamp).
+ */
+static bool
+retention_cutoff(Interval *retention, TimestampTz now, TimestampTz *cutoff)
+{
+	double		span;
+
+	span = ((double) retention->month * DAYS_PER_MONTH + retention->day) * USECS_PER_DAY +
+		retention->time;
+	/* months and days vary in length: keep a year's margin */
+	if (span <= 0 || span >= (double) now - (double) MIN_TIMESTAMP - 366.0 * USECS_PER_DAY)
+		return false;
+	*cutoff = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
+													  TimestampTzGetDatum(now),
+													  IntervalPGetDatum(retention)));
+	return true;
+}
+
+/* Claim a stream for this transaction; false when another pruner has it */
+static bool
+claim_stream(const pg_uuid_t *stream_id)
+{
+	LOCKTAG		tag;
+	uint32		key1;
+	uint32		key2;
+
+	memcpy(&key1, stream_id->data, sizeof(key1));
+	memcpy(&key2, stream_id->data + UUID_LEN - sizeof(key2), sizeof(key2));
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, key1, key2, PRUNE_LOCK_CLASS);
+	return LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+static SPIPlanPtr
+prepare(const char *query, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare(query, nargs, argtypes);
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "SPI_keepplan failed");
+	return plan;
+}
+
+static void
+prepare_plans(void)
+{
+	Oid			streams_args[1] = {INTERVALOID};
+	Oid			delete_args[3] = {UUIDOID, TIMESTAMPTZOID, INT8OID};
+
+	/* Every name and operator is qualified: the caller's search_path is not ours */
+	if (streams_plan == NULL)
+		streams_plan = prepare("SELECT s.id, COALESCE(s.retention, $1) "
+							   "  FROM datastreams.streams AS s "
+							   " WHERE COALESCE(s.retention, $1) IS NOT NULL "
+							   " ORDER BY s.id",
+							   1, streams_args);
+
+	/*
+	 * Frames of stream $1 created before $2, oldest sequence first, at most
+	 * $3, below the frame the latest-frame pointer names (or, should the
+	 * stream have no pointer, below its highest sequence).  The inner scan
+	 * walks the (stream_id, sequence) index; the DELETE then visits just
+	 * those tuples by ctid (a TID scan).  Frames are never updated and our
+	 * snapshot keeps vacuum from reusing their slots, so the ctids stay
+	 * theirs; one deleted meanwhile by someone else is skipped.
+	 */
+	if (delete_plan == NULL)
+		delete_plan = prepare("DELETE FROM datastreams.frames AS f "
+							  " WHERE f.ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
+							  "   SELECT d.ctid FROM datastreams.frames AS d "
+							  "    WHERE d.stream_id OPERATOR(pg_catalog.=) $1 "
+							  "      AND d.sequence OPERATOR(pg_catalog.<) COALESCE("
+							  "          (SELECT p.sequence FROM datastreams.stream_state AS st "
+							  "             JOIN datastreams.frames AS p ON p.id OPERATOR(pg_catalog.=) st.latest_frame_id "
+							  "            WHERE st.stream_id OPERATOR(pg_catalog.=) $1 "
+							  "              AND p.stream_id OPERATOR(pg_catalog.=) $1), "
+							  "          (SELECT m.sequence FROM datastreams.frames AS m "
+							  "            WHERE m.stream_id OPERATOR(pg_catalog.=) $1 "
+							  "            ORDER BY m.sequence DESC LIMIT 1)) "
+							  "      AND d.created_at OPERATOR(pg_catalog.<) $2 "
+							  "    ORDER BY d.sequence LIMIT $3))",
+							  3, delete_args);
+}
+
+/*
+ * One bounded step of pruning: delete at most max_frames expired frames.
+ * Returns how many were deleted.  Runs as the bootstrap superuser: the
+ * tables are subject to forced row-level security, which an administrator
+ * who is not a superuser would otherwise be held to.
+ */
+static int64
+prune_step(int64 max_frames)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	Datum		arg;
+	char		argnull;
+	uint64		nstreams;
+	uint64		i;
+	int64		total = 0;
+	int			rc;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	prepare_plans();
+
+	arg = IntervalPGetDatum(&default_retention.retention);
+	argnull = default_retention.keep_all ? 'n' : ' ';
+	rc = SPI_execute_plan(streams_plan, &arg, &argnull, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read datastreams.streams: %s", SPI_result_code_string(rc));
+
+	/* SPI keeps this result until SPI_finish, past the DELETEs below */
+	nstreams = SPI_processed;
+	if (nstreams > 0)
+	{
+		SPITupleTable *streams = SPI_tuptable;
+
+		for (i = 0; i < nstreams && total < max_frames; i++)
+		{
+			HeapTuple	tuple = streams->vals[i];
+			TupleDesc	desc = streams->tupdesc;
+			bool		isnull;
+			pg_uuid_t	stream_id;
+			Interval   *retention;
+			TimestampTz cutoff;
+			Datum		values[3];
+
+			CHECK_FOR_INTERRUPTS();
+			memcpy(&stream_id, DatumGetUUIDP(SPI_getbinval(tuple, desc, 1, &isnull)),
+				   sizeof(pg_uuid_t));
+			retention = DatumGetIntervalP(SPI_getbinval(tuple, desc, 2, &isnull));
+			if (isnull || !retention_cutoff(retention, now, &cutoff))
+				continue;
+			if (!claim_stream(&stream_id))
+				continue;
+
+			values[0] = UUIDPGetDatum(&stream_id);
+			values[1] = TimestampTzGetDatum(cutoff);
+			values[2] = Int64GetDatum(max_frames - total);
+			rc = SPI_execute_plan(delete_plan, values, NULL, false, 0);
+			if (rc != SPI_OK_DELETE)
+				elog(ERROR, "could not delete from datastreams.frames: %s",
+					 SPI_result_code_string(rc));
+			total += SPI_processed;
+		}
+		SPI_freetuptable(streams);
+	}
+
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	return total;
+}
+
+PG_FUNCTION_INFO_V1(datastreams_prune);
+Datum
+datastreams_prune(PG_FUNCTION_ARGS)
+{
+	if (!ds_is_admin())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied: only datastreams administrators may do this"),
+				 errhint("Administrators are superusers and members of the extension's owner role.")));
+
+	PG_RETURN_INT64(prune_step(ds_prune_batch_size));
+}
+
+void
+ds_retention_init(void)
+{
+	DefineCustomStringVariable("datastreams.default_retention",
+							   "How long frames of streams without a retention of their own are kept.",
+							   "An interval such as '30 days'; empty or 0 keeps every frame.",
+							   &ds_default_retention_setting,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   check_default_retention, assign_default_retention, NULL);
+
+	DefineCustomIntVariable("datastreams.prune_batch_size",
+							"Most frames one call of datastreams.prune() deletes.",
+							"Each call is one short transaction's worth of work; callers repeat it until it returns 0.",
+							&ds_prune_batch_size,
+							10000,
+							1, INT_MAX,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	ds_prune_worker_init();
+}
