@@ -124,6 +124,13 @@ extern void ds_notify_frame(StreamProgress *progress, const pg_uuid_t *frame_id,
 							int64 sequence, FrameStatus status, int32 latency_ms,
 							TimestampTz created_at, Jsonb *payload);
 extern void ds_notify_flush(StreamProgress *progress);
+
+/* notify_worker.c */
+extern bool ds_notify_via_worker;
+extern bool ds_notify_worker_usable(void);
+extern void ds_notify_worker_defer(const pg_uuid_t *stream_id, int64 first_sequence,
+								   int64 last_sequence, int64 count);
+extern void ds_notify_worker_init(void);
 extern void ds_notify_init(void);
 
 /* metrics.c */

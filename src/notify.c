@@ -123,7 +123,7 @@ ds_notify_frame(StreamProgress *progress, const pg_uuid_t *frame_id,
 
 	if (progress->announced++ == 0)
 		progress->first_sequence = sequence;
-	if (progress->announced > ds_notify_frames_per_statement)
+	if (progress->announced > ds_notify_frames_per_statement || ds_notify_worker_usable())
 	{
 		if (progress->notices != NIL)
 		{
@@ -153,7 +153,10 @@ ds_notify_flush(StreamProgress *progress)
 	if (progress->announced == 0)
 		return;
 
-	if (queue_too_full())
+	if (ds_notify_worker_usable())
+		ds_notify_worker_defer(&progress->stream_id, progress->first_sequence,
+							   progress->latest, progress->announced);
+	else if (queue_too_full())
 	{
 		since_check++;
 		ds_metrics_notification_skipped();
@@ -163,7 +166,7 @@ ds_notify_flush(StreamProgress *progress)
 		stream = ds_uuid_to_cstring(&progress->stream_id);
 		snprintf(channel, sizeof(channel), "datastreams_%s", stream);
 
-		if (progress->announced <= ds_notify_frames_per_statement)
+		if (progress->notices != NIL)
 		{
 			foreach(lc, progress->notices)
 				Async_Notify(channel, (char *) lfirst(lc));
