@@ -7,6 +7,90 @@
 -- Observability: metrics and stream health
 --------------------------------------------------------------------------
 
+-- Live counters in shared memory (library in shared_preload_libraries).
+-- Without preloading, metrics() and reset_metrics() raise 55000 with a HINT
+-- and stream_latency() returns no rows.
+
+CREATE FUNCTION datastreams.metrics() RETURNS text
+AS 'MODULE_PATHNAME', 'datastreams_metrics'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION datastreams.metrics() IS 'the live counters in the Prometheus text exposition format: a tenant gets its own account''s series, administrators all series and the server-wide ones';
+
+CREATE FUNCTION datastreams.reset_metrics() RETURNS void
+AS 'MODULE_PATHNAME', 'datastreams_reset_metrics'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION datastreams.reset_metrics() IS 'forget every tracked stream and account and zero all counters (administrators)';
+REVOKE ALL ON FUNCTION datastreams.reset_metrics() FROM PUBLIC;
+
+CREATE FUNCTION datastreams.stream_latency(
+	OUT stream_id uuid, OUT account_id text, OUT frames bigint, OUT latency_sum_ms bigint,
+	OUT latency_p50_ms double precision, OUT latency_p95_ms double precision,
+	OUT latency_p99_ms double precision)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'datastreams_stream_latency'
+LANGUAGE C VOLATILE PARALLEL SAFE ROWS 100;
+COMMENT ON FUNCTION datastreams.stream_latency() IS 'per tracked stream visible to the caller: frames in its latency histogram since the last reset, their total latency and the estimated 50th, 95th and 99th percentiles; no rows without preloading';
+
+-- One row per stream the caller can see (security_invoker: the row-level
+-- security of the tables applies to the caller, not to the view's owner).
+-- Counters, the latest frame and the mean latency come from stream_state
+-- (transactional, since the stream was created); the percentiles from the
+-- shared memory histograms (since the last reset; NULL without preloading).
+-- An active stream is unhealthy when it has a frequency and no frame came
+-- within frequency x datastreams.health_frequency_tolerance (counted from
+-- its last change while it has no frame), or when its share of late frames
+-- is above datastreams.health_late_ratio_threshold.
+CREATE VIEW datastreams.stream_health WITH (security_invoker = true) AS
+SELECT s.id AS stream_id,
+       s.account_id,
+       s.status,
+       s.sla_ms,
+       s.frequency,
+       c.frames_total,
+       c.frames_ok,
+       c.frames_late,
+       c.frames_error,
+       c.late_ratio,
+       l.latency_p50_ms,
+       l.latency_p95_ms,
+       l.latency_p99_ms,
+       c.latency_mean_ms,
+       st.latest_sequence AS last_sequence,
+       st.latest_created_at AS last_frame_at,
+       EXTRACT(epoch FROM statement_timestamp() - st.latest_created_at)::double precision
+           AS seconds_since_last_frame,
+       NOT (h.silent OR h.too_late) AS healthy,
+       CASE WHEN h.silent OR h.too_late THEN
+           concat_ws('; ',
+               CASE WHEN h.silent THEN format('no frame within %s (%s x frequency %s)',
+                   s.frequency * cfg.tolerance, cfg.tolerance, s.frequency) END,
+               CASE WHEN h.too_late THEN format('late ratio %s above %s',
+                   round(c.late_ratio::numeric, 4), cfg.threshold) END)
+       END AS reason
+  FROM datastreams.streams AS s
+  LEFT JOIN datastreams.stream_state AS st ON st.stream_id = s.id
+  LEFT JOIN datastreams.stream_latency() AS l ON l.stream_id = s.id
+  CROSS JOIN (SELECT
+         coalesce(nullif(current_setting('datastreams.health_frequency_tolerance', true), '')::double precision, 3.0) AS tolerance,
+         coalesce(nullif(current_setting('datastreams.health_late_ratio_threshold', true), '')::double precision, 0.05) AS threshold
+      ) AS cfg
+  CROSS JOIN LATERAL (SELECT
+         coalesce(st.frames_ok + st.frames_late + st.frames_error, 0) AS frames_total,
+         coalesce(st.frames_ok, 0) AS frames_ok,
+         coalesce(st.frames_late, 0) AS frames_late,
+         coalesce(st.frames_error, 0) AS frames_error,
+         st.frames_late::double precision / nullif(st.frames_ok + st.frames_late + st.frames_error, 0) AS late_ratio,
+         st.latency_ms_total::double precision / nullif(st.frames_ok + st.frames_late + st.frames_error, 0) AS latency_mean_ms
+      ) AS c
+  CROSS JOIN LATERAL (SELECT
+         coalesce(s.status = 'active' AND s.frequency IS NOT NULL
+                  AND statement_timestamp() - coalesce(st.latest_created_at, s.updated_at) > s.frequency * cfg.tolerance,
+                  false) AS silent,
+         coalesce(s.status = 'active' AND c.late_ratio > cfg.threshold, false) AS too_late
+      ) AS h;
+COMMENT ON VIEW datastreams.stream_health IS 'per stream: counters, late ratio, latency percentiles, the latest frame and whether an active stream keeps its SLA (healthy, reason); row-level security applies to the caller';
+GRANT SELECT ON datastreams.stream_health TO PUBLIC;
+
 -- (end of observability)
 
 --------------------------------------------------------------------------

@@ -84,6 +84,7 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	ds_retention_init();
+	ds_metrics_settings();		/* before the prefix is reserved */
 	ds_notify_worker_init();
 	MarkGUCPrefixReserved("datastreams");
 

@@ -142,6 +142,57 @@ extern void ds_metrics_frame(const pg_uuid_t *stream_id, FrameStatus status,
 							 int32 latency_ms);
 extern void ds_metrics_notification_skipped(void);
 extern void ds_metrics_init(void);
+extern void ds_metrics_settings(void);
+
+/* metrics.c: copies of the shared counters, for metrics() and stream_latency() */
+#define DS_LATENCY_BUCKETS 15	/* finite bucket bounds; one more bucket is +Inf */
+#define DS_ACCOUNT_KEY_LEN 256	/* longest tracked account id, in bytes, + 1 */
+
+extern const int32 ds_latency_bounds_ms[DS_LATENCY_BUCKETS];
+
+typedef struct DsStreamCounters
+{
+	pg_uuid_t	stream_id;
+	char		account_id[DS_ACCOUNT_KEY_LEN];
+	int64		frames[FRAME_STATUS_COUNT];
+	int64		buckets[DS_LATENCY_BUCKETS + 1];	/* per bucket, not cumulative */
+	int64		latency_sum_ms;
+} DsStreamCounters;
+
+typedef struct DsAccountCounters
+{
+	char		account_id[DS_ACCOUNT_KEY_LEN];
+	int64		created;
+	int64		updated;
+} DsAccountCounters;
+
+typedef struct DsGlobalCounters
+{
+	int64		notifications_skipped;
+	int64		untracked_frames;
+	int64		untracked_stream_changes;
+	int64		tracked_streams;
+	int64		max_tracked_streams;
+	TimestampTz reset_at;
+} DsGlobalCounters;
+
+extern void ds_metrics_require(void);
+extern bool ds_metrics_available(void);
+extern const char *ds_metrics_viewer(bool *all);
+extern DsStreamCounters *ds_metrics_streams(const char *account, bool all, int *count);
+extern DsAccountCounters *ds_metrics_accounts(const char *account, bool all, int *count);
+extern void ds_metrics_globals(DsGlobalCounters *out);
+
+/* health.c */
+extern double ds_latency_quantile(const int64 *buckets, double q, bool *isnull);
+extern void ds_health_settings(void);
+
+/* logs.c: structured server log lines */
+extern void ds_log_settings(void);
+extern int	ds_log_stream_changes_level(void);
+extern void ds_log_stream_change(int elevel, const char *change,
+								 const pg_uuid_t *stream_id, const char *account_id);
+extern void ds_log_rejected_frame(const pg_uuid_t *stream_id, const char *reason);
 
 /* retention.c, prune_worker.c: retention settings, prune() and its worker */
 extern char *ds_default_retention_setting;

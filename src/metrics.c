@@ -1,35 +1,961 @@
 /*-------------------------------------------------------------------------
  *
  * metrics.c
- *	  Live counters for operators (placeholder until shared memory metrics).
+ *	  Live counters for operators, in shared memory.
+ *
+ * When the library is in shared_preload_libraries, a fixed-size area of
+ * shared memory (sized by datastreams.max_tracked_streams) holds:
+ *
+ *	- per stream: frames per status and a latency histogram;
+ *	- per account: streams created and updated;
+ *	- globals: skipped notifications and the work that could not be
+ *	  tracked because the tables were full.
+ *
+ * Only committed work counts.  The triggers call ds_metrics_frame() and
+ * friends, which add to backend-local "pending" counters, aggregated per
+ * stream (or account) and per subtransaction level; a rolled-back
+ * subtransaction drops its level, a committed one merges it into its
+ * parent's, and the transaction's commit callback adds what is left to
+ * shared memory.  A frame therefore costs a hash lookup in backend memory
+ * (usually not even that: the entry of the previous frame is remembered),
+ * and shared memory is touched once per stream and transaction.
+ *
+ * When the tables are full nothing is evicted: frames of streams that get
+ * no entry are counted in datastreams_untracked_frames_total, stream
+ * changes of accounts that get none in
+ * datastreams_untracked_stream_changes_total.  reset_metrics() empties
+ * the tables.  Counters live in memory only and restart from zero when
+ * the server restarts.
+ *
+ * Locking follows pg_stat_statements: the hash tables are protected by one
+ * LWLock (shared to find entries and update them under the entry's
+ * spinlock, exclusive to create or remove entries).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include <limits.h>
+
+#include "access/xact.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
 #include "datastreams.h"
+
+/* Bucket upper bounds; the text forms are in prometheus.c */
+const int32 ds_latency_bounds_ms[DS_LATENCY_BUCKETS] = {
+	1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000
+};
+
+/* Stream changes logged one by one per transaction; more are summed up */
+#define MAX_LOGGED_CHANGES 10000
+
+static int	max_tracked_streams = 10000;
+
+/*
+ * Shared memory
+ */
+typedef struct SharedState
+{
+	LWLock	   *lock;			/* protects the hash tables */
+	slock_t		mutex;			/* protects the fields below */
+	int64		notifications_skipped;
+	int64		untracked_frames;
+	int64		untracked_stream_changes;
+	TimestampTz reset_at;
+} SharedState;
+
+typedef struct SharedAccount
+{
+	char		account_id[DS_ACCOUNT_KEY_LEN]; /* hash key */
+	slock_t		mutex;
+	int64		created;
+	int64		updated;
+} SharedAccount;
+
+typedef struct SharedStream
+{
+	pg_uuid_t	stream_id;		/* hash key */
+	SharedAccount *account;		/* removed only together with this entry */
+	slock_t		mutex;
+	int64		frames[FRAME_STATUS_COUNT];
+	int64		buckets[DS_LATENCY_BUCKETS + 1];
+	int64		latency_sum_ms;
+} SharedStream;
+
+static SharedState *shared = NULL;
+static HTAB *shared_streams = NULL;
+static HTAB *shared_accounts = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/*
+ * Backend memory: what the current transaction would add, per
+ * subtransaction level.  Levels form a stack (innermost first); a level
+ * exists only for subtransactions that counted something.
+ */
+typedef struct PendingStream
+{
+	pg_uuid_t	stream_id;		/* hash key */
+	char	   *account_id;		/* NULL when the stream was not found */
+	bool		applied;
+	int64		frames[FRAME_STATUS_COUNT];
+	int64		buckets[DS_LATENCY_BUCKETS + 1];
+	int64		latency_sum_ms;
+} PendingStream;
+
+typedef struct PendingAccount
+{
+	char		account_id[DS_ACCOUNT_KEY_LEN]; /* hash key */
+	bool		applied;
+	int64		created;
+	int64		updated;
+} PendingAccount;
+
+typedef struct PendingChange
+{
+	pg_uuid_t	stream_id;
+	char	   *account_id;
+	bool		created;
+	int			elevel;
+} PendingChange;
+
+typedef struct PendingLevel
+{
+	SubTransactionId subid;
+	struct PendingLevel *parent;
+	HTAB	   *streams;		/* PendingStream, created on first use */
+	HTAB	   *accounts;		/* PendingAccount, created on first use */
+	int64		notifications_skipped;
+	int64		untracked_stream_changes;
+	List	   *changes;		/* PendingChange to log at commit */
+	int64		changes_not_logged;
+} PendingLevel;
+
+static PendingLevel *pending = NULL;
+static int	pending_changes = 0;	/* length of all the changes lists */
+
+/* The entry the previous frame went to */
+static PendingStream *last_stream = NULL;
+static SubTransactionId last_subid = InvalidSubTransactionId;
+
+/*
+ * Shared memory set-up
+ */
+static Size
+metrics_memsize(void)
+{
+	Size		size;
+
+	size = MAXALIGN(sizeof(SharedState));
+	size = add_size(size, hash_estimate_size(max_tracked_streams, sizeof(SharedStream)));
+	size = add_size(size, hash_estimate_size(max_tracked_streams, sizeof(SharedAccount)));
+	return size;
+}
+
+static void
+metrics_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(metrics_memsize());
+	RequestNamedLWLockTranche("datastreams", 1);
+}
+
+static void
+metrics_shmem_startup(void)
+{
+	bool		found;
+	HASHCTL		info;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	shared = ShmemInitStruct("datastreams metrics", sizeof(SharedState), &found);
+	if (!found)
+	{
+		shared->lock = &(GetNamedLWLockTranche("datastreams"))->lock;
+		SpinLockInit(&shared->mutex);
+		shared->notifications_skipped = 0;
+		shared->untracked_frames = 0;
+		shared->untracked_stream_changes = 0;
+		shared->reset_at = GetCurrentTimestamp();
+	}
+
+	info.keysize = sizeof(pg_uuid_t);
+	info.entrysize = sizeof(SharedStream);
+	shared_streams = ShmemInitHash("datastreams metrics streams",
+								   max_tracked_streams, max_tracked_streams,
+								   &info, HASH_ELEM | HASH_BLOBS);
+	info.keysize = DS_ACCOUNT_KEY_LEN;
+	info.entrysize = sizeof(SharedAccount);
+	shared_accounts = ShmemInitHash("datastreams metrics accounts",
+									max_tracked_streams, max_tracked_streams,
+									&info, HASH_ELEM | HASH_STRINGS);
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * The settings of the observability features.  Called from _PG_init before
+ * the datastreams prefix is reserved, so that values given before the
+ * library was loaded are kept.  The shared memory setting exists only when
+ * the library is preloaded (PostgreSQL refuses to create such a setting
+ * later).
+ */
+void
+ds_metrics_settings(void)
+{
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("datastreams.max_tracked_streams",
+								"Streams (and accounts) the shared memory metrics can track.",
+								"When full, new streams are not tracked and their frames are counted in datastreams_untracked_frames_total.",
+								&max_tracked_streams,
+								10000,
+								1, 10000000,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
+	ds_health_settings();
+	ds_log_settings();
+}
+
+/*
+ * Pending counters
+ */
+static PendingLevel *
+current_level(void)
+{
+	SubTransactionId subid = GetCurrentSubTransactionId();
+
+	if (pending == NULL || pending->subid != subid)
+	{
+		PendingLevel *level;
+
+		Assert(pending == NULL || pending->subid < subid);
+		level = MemoryContextAllocZero(TopTransactionContext, sizeof(PendingLevel));
+		level->subid = subid;
+		level->parent = pending;
+		pending = level;
+	}
+	return pending;
+}
+
+static HTAB *
+pending_streams_hash(PendingLevel *level)
+{
+	if (level->streams == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(pg_uuid_t);
+		ctl.entrysize = sizeof(PendingStream);
+		ctl.hcxt = TopTransactionContext;
+		level->streams = hash_create("datastreams pending stream metrics", 16, &ctl,
+									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	return level->streams;
+}
+
+static HTAB *
+pending_accounts_hash(PendingLevel *level)
+{
+	if (level->accounts == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = DS_ACCOUNT_KEY_LEN;
+		ctl.entrysize = sizeof(PendingAccount);
+		ctl.hcxt = TopTransactionContext;
+		level->accounts = hash_create("datastreams pending account metrics", 4, &ctl,
+									  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	return level->accounts;
+}
+
+static PendingStream *
+pending_stream(PendingLevel *level, const pg_uuid_t *stream_id, const char *account_id)
+{
+	PendingStream *entry;
+	bool		found;
+
+	entry = hash_search(pending_streams_hash(level), stream_id, HASH_ENTER, &found);
+	if (!found)
+	{
+		memset(((char *) entry) + sizeof(pg_uuid_t), 0,
+			   sizeof(PendingStream) - sizeof(pg_uuid_t));
+		if (account_id)
+			entry->account_id = MemoryContextStrdup(TopTransactionContext, account_id);
+	}
+	return entry;
+}
+
+static int
+latency_bucket(int32 latency_ms)
+{
+	int			i;
+
+	for (i = 0; i < DS_LATENCY_BUCKETS; i++)
+		if (latency_ms <= ds_latency_bounds_ms[i])
+			return i;
+	return DS_LATENCY_BUCKETS;
+}
+
+/*
+ * Called by the frames trigger for each frame: keep this cheap.
+ */
+void
+ds_metrics_frame(const pg_uuid_t *stream_id, FrameStatus status, int32 latency_ms)
+{
+	PendingStream *entry;
+	SubTransactionId subid;
+
+	if (shared == NULL)
+		return;
+
+	subid = GetCurrentSubTransactionId();
+	if (last_stream != NULL && last_subid == subid &&
+		memcmp(&last_stream->stream_id, stream_id, sizeof(pg_uuid_t)) == 0)
+		entry = last_stream;
+	else
+	{
+		PendingLevel *level = current_level();
+		CachedStream *stream = ds_lookup_stream(stream_id);
+
+		entry = pending_stream(level, stream_id, stream ? stream->account_id : NULL);
+		last_stream = entry;
+		last_subid = subid;
+	}
+
+	entry->frames[status]++;
+	entry->buckets[latency_bucket(latency_ms)]++;
+	entry->latency_sum_ms += latency_ms;
+}
+
+static void
+stream_changed(const pg_uuid_t *stream_id, const char *account_id, bool created)
+{
+	int			elevel = ds_log_stream_changes_level();
+	PendingLevel *level;
+
+	if (shared == NULL && elevel == 0)
+		return;
+	level = current_level();
+
+	if (shared != NULL)
+	{
+		if (strlen(account_id) >= DS_ACCOUNT_KEY_LEN)
+			level->untracked_stream_changes++;
+		else
+		{
+			PendingAccount *entry;
+			bool		found;
+
+			entry = hash_search(pending_accounts_hash(level), account_id, HASH_ENTER, &found);
+			if (!found)
+			{
+				entry->applied = false;
+				entry->created = 0;
+				entry->updated = 0;
+			}
+			if (created)
+				entry->created++;
+			else
+				entry->updated++;
+		}
+	}
+
+	if (elevel != 0)
+	{
+		if (pending_changes < MAX_LOGGED_CHANGES)
+		{
+			PendingChange *change = MemoryContextAlloc(TopTransactionContext,
+													   sizeof(PendingChange));
+			MemoryContext old;
+
+			memcpy(&change->stream_id, stream_id, sizeof(pg_uuid_t));
+			change->account_id = MemoryContextStrdup(TopTransactionContext, account_id);
+			change->created = created;
+			change->elevel = elevel;
+			old = MemoryContextSwitchTo(TopTransactionContext);
+			level->changes = lappend(level->changes, change);
+			MemoryContextSwitchTo(old);
+			pending_changes++;
+		}
+		else
+			level->changes_not_logged++;
+	}
+}
 
 void
 ds_metrics_stream_created(const pg_uuid_t *stream_id, const char *account_id)
 {
+	stream_changed(stream_id, account_id, true);
 }
 
 void
 ds_metrics_stream_updated(const pg_uuid_t *stream_id, const char *account_id)
 {
-}
-
-void
-ds_metrics_frame(const pg_uuid_t *stream_id, FrameStatus status, int32 latency_ms)
-{
+	stream_changed(stream_id, account_id, false);
 }
 
 void
 ds_metrics_notification_skipped(void)
 {
+	if (shared == NULL)
+		return;
+	current_level()->notifications_skipped++;
+}
+
+/*
+ * A committed subtransaction: its counts now belong to its parent.
+ */
+static void
+merge_level(PendingLevel *child, PendingLevel *parent)
+{
+	HASH_SEQ_STATUS seq;
+	MemoryContext old;
+
+	if (child->streams)
+	{
+		PendingStream *from;
+
+		hash_seq_init(&seq, child->streams);
+		while ((from = hash_seq_search(&seq)) != NULL)
+		{
+			PendingStream *to = pending_stream(parent, &from->stream_id, from->account_id);
+			int			i;
+
+			for (i = 0; i < FRAME_STATUS_COUNT; i++)
+				to->frames[i] += from->frames[i];
+			for (i = 0; i <= DS_LATENCY_BUCKETS; i++)
+				to->buckets[i] += from->buckets[i];
+			to->latency_sum_ms += from->latency_sum_ms;
+		}
+		hash_destroy(child->streams);
+	}
+	if (child->accounts)
+	{
+		PendingAccount *from;
+
+		hash_seq_init(&seq, child->accounts);
+		while ((from = hash_seq_search(&seq)) != NULL)
+		{
+			PendingAccount *to;
+			bool		found;
+
+			to = hash_search(pending_accounts_hash(parent), from->account_id, HASH_ENTER, &found);
+			if (!found)
+			{
+				to->applied = false;
+				to->created = 0;
+				to->updated = 0;
+			}
+			to->created += from->created;
+			to->updated += from->updated;
+		}
+		hash_destroy(child->accounts);
+	}
+	parent->notifications_skipped += child->notifications_skipped;
+	parent->untracked_stream_changes += child->untracked_stream_changes;
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	parent->changes = list_concat(parent->changes, child->changes);
+	MemoryContextSwitchTo(old);
+	list_free(child->changes);
+	parent->changes_not_logged += child->changes_not_logged;
+	pfree(child);
+}
+
+static void
+drop_level(PendingLevel *level)
+{
+	if (level->streams)
+		hash_destroy(level->streams);
+	if (level->accounts)
+		hash_destroy(level->accounts);
+	pending_changes -= list_length(level->changes);
+	list_free_deep(level->changes);
+	pfree(level);
+}
+
+/*
+ * Shared entries.  The caller holds the lock exclusively.
+ */
+static SharedAccount *
+enter_account(const char *account_id)
+{
+	SharedAccount *entry;
+	bool		found;
+
+	if (account_id == NULL || strlen(account_id) >= DS_ACCOUNT_KEY_LEN)
+		return NULL;
+	entry = hash_search(shared_accounts, account_id, HASH_FIND, NULL);
+	if (entry != NULL)
+		return entry;
+	if (hash_get_num_entries(shared_accounts) >= max_tracked_streams)
+		return NULL;
+	entry = hash_search(shared_accounts, account_id, HASH_ENTER_NULL, &found);
+	if (entry != NULL && !found)
+	{
+		SpinLockInit(&entry->mutex);
+		entry->created = 0;
+		entry->updated = 0;
+	}
+	return entry;
+}
+
+static SharedStream *
+enter_stream(const pg_uuid_t *stream_id, const char *account_id)
+{
+	SharedStream *entry;
+	SharedAccount *account;
+	bool		found;
+
+	entry = hash_search(shared_streams, stream_id, HASH_FIND, NULL);
+	if (entry != NULL)
+		return entry;
+	if (hash_get_num_entries(shared_streams) >= max_tracked_streams)
+		return NULL;
+	account = enter_account(account_id);
+	if (account == NULL)
+		return NULL;
+	entry = hash_search(shared_streams, stream_id, HASH_ENTER_NULL, &found);
+	if (entry != NULL && !found)
+	{
+		entry->account = account;
+		SpinLockInit(&entry->mutex);
+		memset(entry->frames, 0, sizeof(entry->frames));
+		memset(entry->buckets, 0, sizeof(entry->buckets));
+		entry->latency_sum_ms = 0;
+	}
+	return entry;
+}
+
+static void
+add_stream(SharedStream *to, const PendingStream *from)
+{
+	int			i;
+
+	SpinLockAcquire(&to->mutex);
+	for (i = 0; i < FRAME_STATUS_COUNT; i++)
+		to->frames[i] += from->frames[i];
+	for (i = 0; i <= DS_LATENCY_BUCKETS; i++)
+		to->buckets[i] += from->buckets[i];
+	to->latency_sum_ms += from->latency_sum_ms;
+	SpinLockRelease(&to->mutex);
+}
+
+static void
+add_account(SharedAccount *to, const PendingAccount *from)
+{
+	SpinLockAcquire(&to->mutex);
+	to->created += from->created;
+	to->updated += from->updated;
+	SpinLockRelease(&to->mutex);
+}
+
+/*
+ * At commit: add the pending counts to shared memory.  The transaction is
+ * already committed, so this must not fail: no allocation, and entries are
+ * created with HASH_ENTER_NULL.
+ */
+static void
+apply_pending(void)
+{
+	PendingLevel *level;
+	HASH_SEQ_STATUS seq;
+	PendingStream *ps;
+	PendingAccount *pa;
+	bool		missing = false;
+	int64		skipped = 0;
+	int64		untracked_frames = 0;
+	int64		untracked_changes = 0;
+
+	/* Entries that exist are updated under the shared lock */
+	LWLockAcquire(shared->lock, LW_SHARED);
+	for (level = pending; level != NULL; level = level->parent)
+	{
+		skipped += level->notifications_skipped;
+		untracked_changes += level->untracked_stream_changes;
+		if (level->streams)
+		{
+			hash_seq_init(&seq, level->streams);
+			while ((ps = hash_seq_search(&seq)) != NULL)
+			{
+				SharedStream *entry = hash_search(shared_streams, &ps->stream_id, HASH_FIND, NULL);
+
+				if ((ps->applied = (entry != NULL)))
+					add_stream(entry, ps);
+				else
+					missing = true;
+			}
+		}
+		if (level->accounts)
+		{
+			hash_seq_init(&seq, level->accounts);
+			while ((pa = hash_seq_search(&seq)) != NULL)
+			{
+				SharedAccount *entry = hash_search(shared_accounts, pa->account_id, HASH_FIND, NULL);
+
+				if ((pa->applied = (entry != NULL)))
+					add_account(entry, pa);
+				else
+					missing = true;
+			}
+		}
+	}
+
+	/* The others are created under the exclusive lock, while there is room */
+	if (missing)
+	{
+		LWLockRelease(shared->lock);
+		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+		for (level = pending; level != NULL; level = level->parent)
+		{
+			if (level->accounts)
+			{
+				hash_seq_init(&seq, level->accounts);
+				while ((pa = hash_seq_search(&seq)) != NULL)
+				{
+					SharedAccount *entry;
+
+					if (pa->applied)
+						continue;
+					if ((entry = enter_account(pa->account_id)) != NULL)
+						add_account(entry, pa);
+					else
+						untracked_changes += pa->created + pa->updated;
+				}
+			}
+			if (level->streams)
+			{
+				hash_seq_init(&seq, level->streams);
+				while ((ps = hash_seq_search(&seq)) != NULL)
+				{
+					SharedStream *entry;
+
+					if (ps->applied)
+						continue;
+					if ((entry = enter_stream(&ps->stream_id, ps->account_id)) != NULL)
+						add_stream(entry, ps);
+					else
+					{
+						int			i;
+
+						for (i = 0; i < FRAME_STATUS_COUNT; i++)
+							untracked_frames += ps->frames[i];
+					}
+				}
+			}
+		}
+	}
+	LWLockRelease(shared->lock);
+
+	if (skipped != 0 || untracked_frames != 0 || untracked_changes != 0)
+	{
+		SpinLockAcquire(&shared->mutex);
+		shared->notifications_skipped += skipped;
+		shared->untracked_frames += untracked_frames;
+		shared->untracked_stream_changes += untracked_changes;
+		SpinLockRelease(&shared->mutex);
+	}
+}
+
+/* Outermost level first: the order in which the changes were made */
+static int64
+log_level_changes(PendingLevel *level)
+{
+	int64		not_logged = 0;
+	ListCell   *lc;
+
+	if (level->parent != NULL)
+		not_logged = log_level_changes(level->parent);
+	foreach(lc, level->changes)
+	{
+		PendingChange *change = (PendingChange *) lfirst(lc);
+
+		ds_log_stream_change(change->elevel, change->created ? "created" : "updated",
+							 &change->stream_id, change->account_id);
+	}
+	return not_logged + level->changes_not_logged;
+}
+
+static void
+log_pending_changes(void)
+{
+	int64		not_logged = log_level_changes(pending);
+	int			elevel = ds_log_stream_changes_level();
+
+	if (not_logged > 0)
+		ereport(elevel != 0 ? elevel : LOG,
+				(errmsg("datastreams: stream changes not logged count=" INT64_FORMAT, not_logged),
+				 errdetail("A transaction logs at most %d stream changes one by one.",
+						   MAX_LOGGED_CHANGES),
+				 errhidestmt(true), errhidecontext(true)));
+}
+
+static void
+metrics_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+			if (pending != NULL)
+			{
+				if (shared != NULL)
+					apply_pending();
+				log_pending_changes();
+			}
+			/* FALLTHROUGH */
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			/* the memory goes with TopTransactionContext */
+			pending = NULL;
+			pending_changes = 0;
+			last_stream = NULL;
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+metrics_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	switch (event)
+	{
+		case SUBXACT_EVENT_ABORT_SUB:
+			last_stream = NULL;
+			while (pending != NULL && pending->subid >= mySubid)
+			{
+				PendingLevel *level = pending;
+
+				pending = level->parent;
+				drop_level(level);
+			}
+			break;
+		case SUBXACT_EVENT_COMMIT_SUB:
+			last_stream = NULL;
+			if (pending != NULL && pending->subid == mySubid)
+			{
+				if (pending->parent != NULL && pending->parent->subid == parentSubid)
+				{
+					PendingLevel *child = pending;
+
+					pending = child->parent;
+					merge_level(child, pending);
+				}
+				else
+					pending->subid = parentSubid;
+			}
+			break;
+		default:
+			break;
+	}
 }
 
 void
 ds_metrics_init(void)
 {
+	if (process_shared_preload_libraries_in_progress)
+	{
+		prev_shmem_request_hook = shmem_request_hook;
+		shmem_request_hook = metrics_shmem_request;
+		prev_shmem_startup_hook = shmem_startup_hook;
+		shmem_startup_hook = metrics_shmem_startup;
+	}
+	RegisterXactCallback(metrics_xact_callback, NULL);
+	RegisterSubXactCallback(metrics_subxact_callback, NULL);
+}
+
+/*
+ * Reading the counters
+ */
+bool
+ds_metrics_available(void)
+{
+	return shared != NULL;
+}
+
+void
+ds_metrics_require(void)
+{
+	if (shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("datastreams metrics are not enabled"),
+				 errdetail("The datastreams library was not loaded through shared_preload_libraries."),
+				 errhint("Add datastreams to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+/*
+ * Whose series the current role may see: every series for administrators
+ * (*all), else those of the account it acts for (NULL: none).
+ */
+const char *
+ds_metrics_viewer(bool *all)
+{
+	*all = ds_is_admin();
+	return *all ? NULL : ds_current_account();
+}
+
+static bool
+visible(const char *entry_account, const char *account, bool all)
+{
+	return all || (account != NULL && strcmp(entry_account, account) == 0);
+}
+
+static int
+compare_streams(const void *a, const void *b)
+{
+	const DsStreamCounters *x = (const DsStreamCounters *) a;
+	const DsStreamCounters *y = (const DsStreamCounters *) b;
+	int			c = strcmp(x->account_id, y->account_id);
+
+	return c != 0 ? c : memcmp(&x->stream_id, &y->stream_id, sizeof(pg_uuid_t));
+}
+
+static int
+compare_accounts(const void *a, const void *b)
+{
+	return strcmp(((const DsAccountCounters *) a)->account_id,
+				  ((const DsAccountCounters *) b)->account_id);
+}
+
+/*
+ * Copies of the visible stream entries, sorted by account and stream.
+ */
+DsStreamCounters *
+ds_metrics_streams(const char *account, bool all, int *count)
+{
+	DsStreamCounters *result;
+	HASH_SEQ_STATUS seq;
+	SharedStream *entry;
+	int			n = 0;
+
+	ds_metrics_require();
+	LWLockAcquire(shared->lock, LW_SHARED);
+	result = palloc(sizeof(DsStreamCounters) * Max(hash_get_num_entries(shared_streams), 1));
+	hash_seq_init(&seq, shared_streams);
+	while ((entry = hash_seq_search(&seq)) != NULL)
+	{
+		DsStreamCounters *c;
+
+		if (!visible(entry->account->account_id, account, all))
+			continue;
+		c = &result[n++];
+		memcpy(&c->stream_id, &entry->stream_id, sizeof(pg_uuid_t));
+		strlcpy(c->account_id, entry->account->account_id, DS_ACCOUNT_KEY_LEN);
+		SpinLockAcquire(&entry->mutex);
+		memcpy(c->frames, entry->frames, sizeof(c->frames));
+		memcpy(c->buckets, entry->buckets, sizeof(c->buckets));
+		c->latency_sum_ms = entry->latency_sum_ms;
+		SpinLockRelease(&entry->mutex);
+	}
+	LWLockRelease(shared->lock);
+
+	qsort(result, n, sizeof(DsStreamCounters), compare_streams);
+	*count = n;
+	return result;
+}
+
+/*
+ * Copies of the visible account entries, sorted by account.
+ */
+DsAccountCounters *
+ds_metrics_accounts(const char *account, bool all, int *count)
+{
+	DsAccountCounters *result;
+	HASH_SEQ_STATUS seq;
+	SharedAccount *entry;
+	int			n = 0;
+
+	ds_metrics_require();
+	LWLockAcquire(shared->lock, LW_SHARED);
+	result = palloc(sizeof(DsAccountCounters) * Max(hash_get_num_entries(shared_accounts), 1));
+	hash_seq_init(&seq, shared_accounts);
+	while ((entry = hash_seq_search(&seq)) != NULL)
+	{
+		DsAccountCounters *c;
+
+		if (!visible(entry->account_id, account, all))
+			continue;
+		c = &result[n++];
+		strlcpy(c->account_id, entry->account_id, DS_ACCOUNT_KEY_LEN);
+		SpinLockAcquire(&entry->mutex);
+		c->created = entry->created;
+		c->updated = entry->updated;
+		SpinLockRelease(&entry->mutex);
+	}
+	LWLockRelease(shared->lock);
+
+	qsort(result, n, sizeof(DsAccountCounters), compare_accounts);
+	*count = n;
+	return result;
+}
+
+void
+ds_metrics_globals(DsGlobalCounters *out)
+{
+	ds_metrics_require();
+	LWLockAcquire(shared->lock, LW_SHARED);
+	out->tracked_streams = hash_get_num_entries(shared_streams);
+	LWLockRelease(shared->lock);
+	out->max_tracked_streams = max_tracked_streams;
+	SpinLockAcquire(&shared->mutex);
+	out->notifications_skipped = shared->notifications_skipped;
+	out->untracked_frames = shared->untracked_frames;
+	out->untracked_stream_changes = shared->untracked_stream_changes;
+	out->reset_at = shared->reset_at;
+	SpinLockRelease(&shared->mutex);
+}
+
+/*
+ * datastreams.reset_metrics(): empty the tables and zero the counters
+ * (administrators).
+ */
+PG_FUNCTION_INFO_V1(datastreams_reset_metrics);
+Datum
+datastreams_reset_metrics(PG_FUNCTION_ARGS)
+{
+	HASH_SEQ_STATUS seq;
+	SharedStream *stream;
+	SharedAccount *account;
+
+	ds_metrics_require();
+	if (!ds_is_admin())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied: only datastreams administrators may reset metrics"),
+				 errhint("Administrators are superusers and members of the extension's owner role.")));
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	hash_seq_init(&seq, shared_streams);
+	while ((stream = hash_seq_search(&seq)) != NULL)
+		(void) hash_search(shared_streams, &stream->stream_id, HASH_REMOVE, NULL);
+	hash_seq_init(&seq, shared_accounts);
+	while ((account = hash_seq_search(&seq)) != NULL)
+		(void) hash_search(shared_accounts, account->account_id, HASH_REMOVE, NULL);
+	SpinLockAcquire(&shared->mutex);
+	shared->notifications_skipped = 0;
+	shared->untracked_frames = 0;
+	shared->untracked_stream_changes = 0;
+	shared->reset_at = GetCurrentTimestamp();
+	SpinLockRelease(&shared->mutex);
+	LWLockRelease(shared->lock);
+
+	PG_RETURN_VOID();
 }
