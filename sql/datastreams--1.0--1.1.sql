@@ -62,8 +62,9 @@ SELECT s.id AS stream_id,
        NOT (h.silent OR h.too_late) AS healthy,
        CASE WHEN h.silent OR h.too_late THEN
            concat_ws('; ',
-               CASE WHEN h.silent THEN format('no frame within %s (%s x frequency %s)',
-                   s.frequency * cfg.tolerance, cfg.tolerance, s.frequency) END,
+               CASE WHEN h.silent THEN format('no frame within %s s (%s x frequency %s s)',
+                   trim_scale(EXTRACT(epoch FROM s.frequency * cfg.tolerance)), cfg.tolerance,
+                   trim_scale(EXTRACT(epoch FROM s.frequency))) END,
                CASE WHEN h.too_late THEN format('late ratio %s above %s',
                    round(c.late_ratio::numeric, 4), cfg.threshold) END)
        END AS reason
