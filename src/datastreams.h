@@ -194,6 +194,18 @@ extern void ds_log_stream_change(int elevel, const char *change,
 								 const pg_uuid_t *stream_id, const char *account_id);
 extern void ds_log_rejected_frame(const pg_uuid_t *stream_id, const char *reason);
 
+/*
+ * For the frames trigger: log the rejection (datastreams.log_rejected_frames),
+ * then raise the error; reason is a short token such as "stream_paused".
+ * ds_reject_frame(&stream_id, "stream_paused", (errcode(...), errmsg(...)));
+ */
+#define ds_reject_frame(stream_id, reason, rest) \
+	do { \
+		ds_log_rejected_frame((stream_id), (reason)); \
+		ereport(ERROR, rest); \
+		pg_unreachable(); \
+	} while (0)
+
 /* retention.c, prune_worker.c: retention settings, prune() and its worker */
 extern char *ds_default_retention_setting;
 extern int	ds_prune_batch_size;
