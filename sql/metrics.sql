@@ -45,6 +45,7 @@ SHOW datastreams.max_tracked_streams;
 CREATE ROLE regress_metrics_tenant_a;
 CREATE ROLE regress_metrics_tenant_b;
 CREATE ROLE regress_metrics_nobody;
+CREATE ROLE regress_metrics_monitor BYPASSRLS;
 SELECT id FROM datastreams.create_account('regress_metrics_a', 'regress_metrics_tenant_a');
 SELECT id FROM datastreams.create_account('regress_metrics_b', 'regress_metrics_tenant_b');
 SET datastreams.account_id = 'regress_metrics_a';
@@ -229,6 +230,13 @@ SET ROLE regress_metrics_tenant_b;
 SELECT * FROM regress_metrics.samples('regress_metrics_b');
 SELECT stream_id, frames FROM datastreams.stream_latency() ORDER BY stream_id;
 RESET ROLE;
+-- a role that bypasses row-level security reads every stream anyway: it
+-- sees every series, like an administrator
+SET ROLE regress_metrics_monitor;
+SELECT count(*) > 0 AS sees_a FROM regress_metrics.lines('account_id="regress_metrics_a"');
+SELECT count(*) > 0 AS sees_b FROM regress_metrics.lines('account_id="regress_metrics_b"');
+SELECT count(*) AS families FROM regress_metrics.lines('# TYPE');
+RESET ROLE;
 -- a role without an account sees no series at all
 SET ROLE regress_metrics_nobody;
 SELECT * FROM regress_metrics.samples('none');
@@ -326,4 +334,5 @@ DELETE FROM datastreams.accounts WHERE id LIKE 'regress\_metrics\_%';
 DROP ROLE regress_metrics_tenant_a;
 DROP ROLE regress_metrics_tenant_b;
 DROP ROLE regress_metrics_nobody;
+DROP ROLE regress_metrics_monitor;
 DROP SCHEMA regress_metrics CASCADE;
