@@ -164,8 +164,9 @@ prune_run(void)
 
 		TimestampDifference(start, GetCurrentTimestamp(), &secs, &usecs);
 		ereport(LOG,
-				(errmsg("datastreams prune worker removed " INT64_FORMAT " frames in %d steps (%ld.%03d s)",
-						pruned, steps, secs, usecs / 1000)));
+				(errmsg("datastreams prune worker removed " INT64_FORMAT " frames", pruned),
+				 errdetail_plural("%d step in %ld.%03d s.", "%d steps in %ld.%03d s.",
+								  steps, steps, secs, usecs / 1000)));
 	}
 }
 
