@@ -237,6 +237,10 @@ ds_prune_worker_init(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	/* PostgreSQL refuses PGC_POSTMASTER settings once the server runs */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
 	DefineCustomStringVariable("datastreams.database",
 							   "Database in which the prune worker runs datastreams.prune().",
 							   NULL,
@@ -254,9 +258,6 @@ ds_prune_worker_init(void)
 							   PGC_POSTMASTER,
 							   0,
 							   NULL, NULL, NULL);
-
-	if (!process_shared_preload_libraries_in_progress)
-		return;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
