@@ -254,6 +254,18 @@ SELECT regress_api.err(format('SELECT datastreams.get_stream(%L)', :'s1'));
 RESET ROLE;
 
 --
+-- Patches: a JSON null resets metadata to {}, sla_ms must be a whole
+-- number; push topics are case-sensitive on the "datastreams/" prefix
+--
+SET datastreams.account_id = 'regress_api_a';
+SELECT metadata FROM datastreams.update_stream(:'s1', '{"metadata": {"k": "v"}}');
+SELECT metadata FROM datastreams.update_stream(:'s1', '{"metadata": null}');
+SELECT regress_api.err(format($$SELECT datastreams.update_stream(%L, '{"sla_ms": 1.5}')$$, :'s1'));
+SELECT sla_ms FROM datastreams.update_stream(:'s1', '{"sla_ms": 2.0}');
+SELECT regress_api.err(format($$SELECT datastreams.push(%L, '{}')$$, 'DataStreams/' || :'s1'));
+SELECT regress_api.err(format($$SELECT datastreams.push(%L, '{}')$$, 'datastreams/' || upper(:'s1')));
+
+--
 -- Clean up
 --
 RESET datastreams.account_id;

@@ -133,6 +133,9 @@ SELECT count(*) AS frames, count(DISTINCT sequence) AS distinct_sequences,
 INSERT INTO datastreams.frames (stream_id, sequence) VALUES ('00000000-0000-4000-8000-000000000108', 9000000000000000000);
 SELECT sequence FROM datastreams.create_frame('00000000-0000-4000-8000-000000000108', NULL);
 SELECT sequence FROM datastreams.push('datastreams/00000000-0000-4000-8000-000000000108', '{}');
+-- at the largest bigint there is no next sequence: 22003, not a wrap-around
+INSERT INTO datastreams.frames (stream_id, sequence) VALUES ('00000000-0000-4000-8000-000000000108', 9223372036854775807);
+SELECT regress_frames.err($$INSERT INTO datastreams.frames (stream_id) VALUES ('00000000-0000-4000-8000-000000000108')$$);
 
 --
 -- payload: a JSON object, NULL -> {}, at most datastreams.max_payload_bytes
@@ -335,6 +338,25 @@ END
 $$;
 SELECT sequence FROM datastreams.list_frames('00000000-0000-4000-8000-000000000105', 4);
 SELECT sequence FROM datastreams.latest_frame('00000000-0000-4000-8000-000000000105');
+-- an exception block run per row, in the middle of a statement, does not
+-- lose what the statement counted before it
+CREATE FUNCTION regress_frames.careful(i int) RETURNS int LANGUAGE plpgsql AS $f$
+BEGIN
+	BEGIN
+		PERFORM 1 / 0;
+	EXCEPTION WHEN division_by_zero THEN
+		NULL;
+	END;
+	RETURN i;
+END
+$f$;
+INSERT INTO datastreams.streams (id, account_id, name, symbol, status) VALUES
+	('00000000-0000-4000-8000-000000000109', 'regress_frames_a', 'careful', 'CAREFUL', 'active');
+INSERT INTO datastreams.frames (stream_id, sequence)
+SELECT '00000000-0000-4000-8000-000000000109', g FROM generate_series(1, 3) g
+ WHERE regress_frames.careful(g) > 0;
+SELECT frames_ok + frames_late + frames_error AS counted, latest_sequence
+  FROM datastreams.stream_state WHERE stream_id = '00000000-0000-4000-8000-000000000109';
 
 --
 -- Clean up

@@ -311,7 +311,14 @@ datastreams_frames_trigger(PG_FUNCTION_ARGS)
 	{
 		sequence = unix_nanoseconds();
 		if (sequence <= latest)
+		{
+			if (latest == PG_INT64_MAX)
+				ereport(ERROR,
+						(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+						 errmsg("stream %s has no sequence left after " INT64_FORMAT,
+								ds_uuid_to_cstring(&stream_id), latest)));
 			sequence = latest + 1;
+		}
 	}
 	else if (sequence == latest)
 		ereport(ERROR,

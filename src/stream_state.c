@@ -59,6 +59,9 @@
 static MemoryContext progress_context = NULL;
 static HTAB *progress = NULL;
 static bool progress_used = false;
+
+/* ProgressSavepoints of open subtransactions, innermost first */
+static List *savepoints = NIL;
 static SPIPlanPtr upsert_plan = NULL;
 
 static void
@@ -316,6 +319,7 @@ progress_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
+			savepoints = NIL;	/* gone with TopTransactionContext */
 			if (!progress_used)
 				break;
 			progress_used = false;
@@ -336,28 +340,129 @@ progress_xact_callback(XactEvent event, void *arg)
 }
 
 /*
- * A rolled-back subtransaction releases the stream locks it took and undoes
- * its frames: forget what this transaction believed about each stream.
+ * What a statement has collected for one stream when a subtransaction
+ * starts, so that rolling the subtransaction back forgets exactly what it
+ * added (a function called per row may run an exception block in the middle
+ * of a statement).
  */
-static void
-progress_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-						  SubTransactionId parentSubid, void *arg)
+typedef struct SavedProgress
 {
+	pg_uuid_t	stream_id;
+	int64		counts[FRAME_STATUS_COUNT];
+	int64		latency_total;
+	int64		announced;
+	int64		first_sequence;
+	int			notices;
+} SavedProgress;
+
+typedef struct ProgressSavepoint
+{
+	SubTransactionId subid;
+	int			nsaved;
+	SavedProgress *saved;
+} ProgressSavepoint;
+
+static void
+save_progress(SubTransactionId subid)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	ProgressSavepoint *sp = palloc0(sizeof(ProgressSavepoint));
 	HASH_SEQ_STATUS seq;
 	StreamProgress *entry;
 
-	if (event != SUBXACT_EVENT_ABORT_SUB || !progress_used)
+	sp->subid = subid;
+	if (progress_used)
+	{
+		sp->saved = palloc(sizeof(SavedProgress) * hash_get_num_entries(progress));
+		hash_seq_init(&seq, progress);
+		while ((entry = hash_seq_search(&seq)) != NULL)
+		{
+			SavedProgress *saved;
+
+			if (!entry->valid || (entry->announced == 0 && entry->counts[FRAME_OK] == 0 &&
+								  entry->counts[FRAME_LATE] == 0 && entry->counts[FRAME_ERROR] == 0))
+				continue;
+			saved = &sp->saved[sp->nsaved++];
+			saved->stream_id = entry->stream_id;
+			memcpy(saved->counts, entry->counts, sizeof(saved->counts));
+			saved->latency_total = entry->latency_total;
+			saved->announced = entry->announced;
+			saved->first_sequence = entry->first_sequence;
+			saved->notices = list_length(entry->notices);
+		}
+	}
+	savepoints = lcons(sp, savepoints);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * A rolled-back subtransaction releases the stream locks it took and undoes
+ * its frames: forget the latest sequences (they are read again) and put the
+ * collected counters and notices back to what they were when it started.
+ */
+static void
+restore_progress(ProgressSavepoint *sp)
+{
+	HASH_SEQ_STATUS seq;
+	StreamProgress *entry;
+	int			i;
+
+	if (!progress_used)
 		return;
 
 	hash_seq_init(&seq, progress);
 	while ((entry = hash_seq_search(&seq)) != NULL)
 	{
+		SavedProgress *saved = NULL;
+
 		entry->locked = false;
 		entry->latest_known = false;
-		memset(entry->counts, 0, sizeof(entry->counts));
-		entry->latency_total = 0;
-		entry->announced = 0;
-		entry->notices = NIL;
+		for (i = 0; i < sp->nsaved; i++)
+			if (memcmp(&sp->saved[i].stream_id, &entry->stream_id, sizeof(pg_uuid_t)) == 0)
+				saved = &sp->saved[i];
+		if (saved == NULL)
+		{
+			memset(entry->counts, 0, sizeof(entry->counts));
+			entry->latency_total = 0;
+			entry->announced = 0;
+			entry->notices = NIL;
+			continue;
+		}
+		memcpy(entry->counts, saved->counts, sizeof(entry->counts));
+		entry->latency_total = saved->latency_total;
+		entry->announced = saved->announced;
+		entry->first_sequence = saved->first_sequence;
+		if (saved->announced > ds_notify_frames_per_statement)
+			entry->notices = NIL;
+		else
+			entry->notices = list_truncate(entry->notices, saved->notices);
+	}
+}
+
+static void
+progress_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						  SubTransactionId parentSubid, void *arg)
+{
+	ProgressSavepoint *sp;
+
+	switch (event)
+	{
+		case SUBXACT_EVENT_START_SUB:
+			save_progress(mySubid);
+			break;
+		case SUBXACT_EVENT_COMMIT_SUB:
+		case SUBXACT_EVENT_ABORT_SUB:
+			if (savepoints == NIL)
+				break;
+			sp = (ProgressSavepoint *) linitial(savepoints);
+			if (sp->subid != mySubid)
+				break;
+			if (event == SUBXACT_EVENT_ABORT_SUB)
+				restore_progress(sp);
+			savepoints = list_delete_first(savepoints);
+			break;
+		default:
+			break;
 	}
 }
 

@@ -202,14 +202,9 @@ owner_sql(
 	   SELECT '$S', g, jsonb_build_object('i', public.regress_listen_careful(g))
 	     FROM generate_series(5, 7) AS g});
 @notes = notes_until($S, 7);
-TODO:
-{
-	local $TODO =
-	  'progress_subxact_callback (stream_state.c) drops every notice the statement collected so far';
-	is_deeply([ map { $_->[2]{sequence} } @notes ],
-		[ 5, 6, 7 ],
-		'a statement whose rows run an exception block still announces all its frames');
-}
+is_deeply([ map { $_->[2]{sequence} } @notes ],
+	[ 5, 6, 7 ],
+	'a statement whose rows run an exception block still announces all its frames');
 
 # --- a 1000-row INSERT ... SELECT: one batch notification -------------------
 owner_sql(
