@@ -150,6 +150,8 @@ BEGIN
 			RAISE EXCEPTION 'stream field "%" must be a string', key USING ERRCODE = 'invalid_parameter_value';
 		ELSIF key = 'sla_ms' AND jsonb_typeof(patch -> key) NOT IN ('number', 'null') THEN
 			RAISE EXCEPTION 'stream field "sla_ms" must be a number' USING ERRCODE = 'invalid_parameter_value';
+		ELSIF key = 'sla_ms' AND (patch ->> key)::numeric <> trunc((patch ->> key)::numeric) THEN
+			RAISE EXCEPTION 'stream field "sla_ms" must be a whole number' USING ERRCODE = 'invalid_parameter_value';
 		ELSIF key = 'metadata' AND jsonb_typeof(patch -> key) NOT IN ('object', 'null') THEN
 			RAISE EXCEPTION 'stream field "metadata" must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
 		END IF;
@@ -162,7 +164,7 @@ BEGIN
 		frequency = CASE WHEN patch ? 'frequency' THEN (patch ->> 'frequency')::interval ELSE s.frequency END,
 		sla_ms = CASE WHEN patch ? 'sla_ms' THEN (patch ->> 'sla_ms')::numeric::integer ELSE s.sla_ms END,
 		status = CASE WHEN patch ? 'status' THEN patch ->> 'status' ELSE s.status END,
-		metadata = CASE WHEN patch ? 'metadata' THEN patch -> 'metadata' ELSE s.metadata END,
+		metadata = CASE WHEN patch ? 'metadata' THEN nullif(patch -> 'metadata', 'null') ELSE s.metadata END,
 		retention = CASE WHEN patch ? 'retention' THEN (patch ->> 'retention')::interval ELSE s.retention END
 	WHERE s.id = $1 AND s.account_id = account
 	RETURNING s.* INTO result;

@@ -338,6 +338,8 @@ BEGIN
 			RAISE EXCEPTION 'stream field "%" must be a string', key USING ERRCODE = 'invalid_parameter_value';
 		ELSIF key = 'sla_ms' AND jsonb_typeof(patch -> key) NOT IN ('number', 'null') THEN
 			RAISE EXCEPTION 'stream field "sla_ms" must be a number' USING ERRCODE = 'invalid_parameter_value';
+		ELSIF key = 'sla_ms' AND (patch ->> key)::numeric <> trunc((patch ->> key)::numeric) THEN
+			RAISE EXCEPTION 'stream field "sla_ms" must be a whole number' USING ERRCODE = 'invalid_parameter_value';
 		ELSIF key = 'metadata' AND jsonb_typeof(patch -> key) NOT IN ('object', 'null') THEN
 			RAISE EXCEPTION 'stream field "metadata" must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
 		END IF;
@@ -350,7 +352,7 @@ BEGIN
 		frequency = CASE WHEN patch ? 'frequency' THEN (patch ->> 'frequency')::interval ELSE s.frequency END,
 		sla_ms = CASE WHEN patch ? 'sla_ms' THEN (patch ->> 'sla_ms')::numeric::integer ELSE s.sla_ms END,
 		status = CASE WHEN patch ? 'status' THEN patch ->> 'status' ELSE s.status END,
-		metadata = CASE WHEN patch ? 'metadata' THEN patch -> 'metadata' ELSE s.metadata END
+		metadata = CASE WHEN patch ? 'metadata' THEN nullif(patch -> 'metadata', 'null') ELSE s.metadata END
 	WHERE s.id = $1 AND s.account_id = account
 	RETURNING s.* INTO result;
 	IF NOT FOUND THEN
@@ -465,7 +467,7 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	IF topic IS NULL OR topic !~* '^datastreams/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+	IF topic IS NULL OR topic !~ '^datastreams/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' THEN
 		RAISE EXCEPTION 'invalid topic "%"', left(topic, 100)
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'A topic has the form datastreams/<stream id>.';
