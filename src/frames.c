@@ -97,7 +97,7 @@ empty_jsonb_object(void)
 }
 
 static FrameStatus
-parse_frame_status(Datum value, bool isnull)
+parse_frame_status(const pg_uuid_t *stream_id, Datum value, bool isnull)
 {
 	text	   *t;
 	char	   *s;
@@ -118,15 +118,15 @@ parse_frame_status(Datum value, bool isnull)
 	for (i = 0; i < FRAME_STATUS_COUNT; i++)
 		if (strcmp(s, frame_status_names[i]) == 0)
 			return (FrameStatus) i;
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid frame status \"%s\"", s),
-			 errhint("A frame's status is one of ok, late or error.")));
+	ds_reject_frame(stream_id, "invalid_status",
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid frame status \"%s\"", s),
+					 errhint("A frame's status is one of ok, late or error.")));
 	pg_unreachable();
 }
 
 static Jsonb *
-check_payload(Datum value, bool isnull)
+check_payload(const pg_uuid_t *stream_id, Datum value, bool isnull)
 {
 	Size		size;
 	Jsonb	   *payload;
@@ -136,17 +136,17 @@ check_payload(Datum value, bool isnull)
 
 	size = toast_raw_datum_size(value) - VARHDRSZ;
 	if (size > (Size) ds_max_payload_bytes)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("frame payload is too large"),
-				 errdetail("The payload takes %zu bytes; datastreams.max_payload_bytes is %d.",
-						   size, ds_max_payload_bytes)));
+		ds_reject_frame(stream_id, "payload_too_large",
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("frame payload is too large"),
+						 errdetail("The payload takes %zu bytes; datastreams.max_payload_bytes is %d.",
+								   size, ds_max_payload_bytes)));
 
 	payload = DatumGetJsonbP(value);
 	if (!JB_ROOT_IS_OBJECT(payload) || JB_ROOT_IS_SCALAR(payload))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("frame payload must be a JSON object")));
+		ds_reject_frame(stream_id, "payload_not_object",
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("frame payload must be a JSON object")));
 	return payload;
 }
 
@@ -172,25 +172,25 @@ check_stream_account(const pg_uuid_t *stream_id, const char *stream_account,
 	bool		foreign = acting == NULL || strcmp(acting, stream_account) != 0;
 
 	if (foreign && !ds_bypasses_rls())
-		ereport(ERROR,
-				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("stream %s not found", ds_uuid_to_cstring(stream_id))));
+		ds_reject_frame(stream_id, "stream_not_visible",
+						(errcode(ERRCODE_NO_DATA_FOUND),
+						 errmsg("stream %s not found", ds_uuid_to_cstring(stream_id))));
 	if (foreign && acting != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("stream %s belongs to another account", ds_uuid_to_cstring(stream_id)),
-				 errdetail("This session acts for account \"%s\".", acting)));
+		ds_reject_frame(stream_id, "stream_of_other_account",
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("stream %s belongs to another account", ds_uuid_to_cstring(stream_id)),
+						 errdetail("This session acts for account \"%s\".", acting)));
 
 	if (!frame_account_null)
 	{
 		char	   *given = TextDatumGetCString(frame_account);
 
 		if (strcmp(given, stream_account) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("frame account \"%s\" does not match the account of stream %s",
-							given, ds_uuid_to_cstring(stream_id)),
-					 errhint("Leave account_id out: a frame belongs to its stream's account.")));
+			ds_reject_frame(stream_id, "account_mismatch",
+							(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+							 errmsg("frame account \"%s\" does not match the account of stream %s",
+									given, ds_uuid_to_cstring(stream_id)),
+							 errhint("Leave account_id out: a frame belongs to its stream's account.")));
 	}
 	return pstrdup(stream_account);
 }
@@ -252,24 +252,24 @@ datastreams_frames_trigger(PG_FUNCTION_ARGS)
 
 	/* The stream: it must exist, be visible to the caller and not paused */
 	if (nulls[c->stream_id])
-		ereport(ERROR,
-				(errcode(ERRCODE_NOT_NULL_VIOLATION),
-				 errmsg("stream_id is required")));
+		ds_reject_frame(NULL, "stream_id_missing",
+						(errcode(ERRCODE_NOT_NULL_VIOLATION),
+						 errmsg("stream_id is required")));
 	memcpy(&stream_id, DatumGetUUIDP(values[c->stream_id]), sizeof(pg_uuid_t));
 	stream = ds_lookup_stream(&stream_id);
 	if (stream == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("stream %s not found", ds_uuid_to_cstring(&stream_id))));
+		ds_reject_frame(&stream_id, "stream_not_found",
+						(errcode(ERRCODE_NO_DATA_FOUND),
+						 errmsg("stream %s not found", ds_uuid_to_cstring(&stream_id))));
 	stream_status = stream->status;
 	sla_ms = stream->sla_ms;
 	account = check_stream_account(&stream_id, stream->account_id,
 								   values[c->account_id], nulls[c->account_id]);
 	if (stream_status == STREAM_PAUSED)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("stream %s is paused", ds_uuid_to_cstring(&stream_id)),
-				 errhint("Set the stream's status to active to accept frames again.")));
+		ds_reject_frame(&stream_id, "stream_paused",
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("stream %s is paused", ds_uuid_to_cstring(&stream_id)),
+						 errhint("Set the stream's status to active to accept frames again.")));
 
 	/* The frame's own fields */
 	sequence_given = !nulls[c->sequence];
@@ -277,19 +277,19 @@ datastreams_frames_trigger(PG_FUNCTION_ARGS)
 	{
 		sequence = DatumGetInt64(values[c->sequence]);
 		if (sequence <= 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("sequence must be positive"),
-					 errdetail("The sequence given is " INT64_FORMAT ".", sequence)));
+			ds_reject_frame(&stream_id, "sequence_not_positive",
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("sequence must be positive"),
+							 errdetail("The sequence given is " INT64_FORMAT ".", sequence)));
 	}
 
-	payload = check_payload(values[c->payload], nulls[c->payload]);
+	payload = check_payload(&stream_id, values[c->payload], nulls[c->payload]);
 
 	latency_ms = nulls[c->latency_ms] ? 0 : DatumGetInt32(values[c->latency_ms]);
 	if (latency_ms < 0)
 		latency_ms = 0;
 
-	status = parse_frame_status(values[c->status], nulls[c->status]);
+	status = parse_frame_status(&stream_id, values[c->status], nulls[c->status]);
 	if (status == FRAME_OK && sla_ms > 0 && latency_ms > sla_ms)
 		status = FRAME_LATE;
 
@@ -313,25 +313,25 @@ datastreams_frames_trigger(PG_FUNCTION_ARGS)
 		if (sequence <= latest)
 		{
 			if (latest == PG_INT64_MAX)
-				ereport(ERROR,
-						(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-						 errmsg("stream %s has no sequence left after " INT64_FORMAT,
-								ds_uuid_to_cstring(&stream_id), latest)));
+				ds_reject_frame(&stream_id, "sequence_exhausted",
+								(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+								 errmsg("stream %s has no sequence left after " INT64_FORMAT,
+										ds_uuid_to_cstring(&stream_id), latest)));
 			sequence = latest + 1;
 		}
 	}
 	else if (sequence == latest)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNIQUE_VIOLATION),
-				 errmsg("stream %s already has a frame with sequence " INT64_FORMAT,
-						ds_uuid_to_cstring(&stream_id), sequence)));
+		ds_reject_frame(&stream_id, "duplicate_sequence",
+						(errcode(ERRCODE_UNIQUE_VIOLATION),
+						 errmsg("stream %s already has a frame with sequence " INT64_FORMAT,
+								ds_uuid_to_cstring(&stream_id), sequence)));
 	else if (sequence < latest)
-		ereport(ERROR,
-				(errcode(ERRCODE_CHECK_VIOLATION),
-				 errmsg("sequence " INT64_FORMAT " is lower than the latest sequence of stream %s",
-						sequence, ds_uuid_to_cstring(&stream_id)),
-				 errdetail("The latest sequence is " INT64_FORMAT ".", latest),
-				 errhint("Sequences of a stream must be strictly increasing.")));
+		ds_reject_frame(&stream_id, "sequence_out_of_order",
+						(errcode(ERRCODE_CHECK_VIOLATION),
+						 errmsg("sequence " INT64_FORMAT " is lower than the latest sequence of stream %s",
+								sequence, ds_uuid_to_cstring(&stream_id)),
+						 errdetail("The latest sequence is " INT64_FORMAT ".", latest),
+						 errhint("Sequences of a stream must be strictly increasing.")));
 
 	if (nulls[c->id])
 	{

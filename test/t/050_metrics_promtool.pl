@@ -15,7 +15,6 @@
 use strict;
 use warnings;
 
-use FindBin;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -165,18 +164,12 @@ INSERT INTO datastreams.frames (stream_id, sequence) VALUES $insert;
 });
 }
 $log = substr(slurp_file($node->logfile), $log_offset);
-my $frames_c = "$FindBin::RealBin/../../src/frames.c";
-TODO:
-{
-	local $TODO = 'src/frames.c does not call ds_reject_frame() yet'
-	  unless slurp_file($frames_c) =~ /ds_reject_frame\(/;
-	like($log,
-		qr/LOG:  datastreams: frame rejected stream_id=$SP account_id=regress_prom_a reason=stream_paused$/m,
-		'a frame for a paused stream');
-	like($log,
-		qr/LOG:  datastreams: frame rejected stream_id=$S1 account_id=regress_prom_a reason=sequence_out_of_order$/m,
-		'a frame out of order');
-}
+like($log,
+	qr/LOG:  datastreams: frame rejected stream_id=$SP account_id=regress_prom_a reason=stream_paused$/m,
+	'a frame for a paused stream');
+like($log,
+	qr/LOG:  datastreams: frame rejected stream_id=$S1 account_id=regress_prom_a reason=sequence_out_of_order$/m,
+	'a frame out of order');
 
 $node->stop;
 done_testing();
