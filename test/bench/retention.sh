@@ -180,7 +180,6 @@ SELECT %L, jsonb_build_object('i', g, 'price', round((random() * 1000)::numeric,
 \\gexec
 EOF
 	mid=$(date +%s.%N)
-	vacs_before=$(q "SELECT autovacuum_count FROM pg_stat_user_tables WHERE relid = 'datastreams.frames'::regclass")
 	# keep days c-KEEP+1 .. c: the cutoff is the start of day c-KEEP+1
 	pruned=$(psql_su -At <<EOF
 SELECT set_config('datastreams.default_retention',
@@ -190,13 +189,15 @@ CALL datastreams.prune_all();
 EOF
 )
 	end=$(date +%s.%N)
-	# wait (at most 120 s) until autovacuum has processed the table, if it has work
+	pruned_at=$(q "SELECT now()")
+	# wait (at most 120 s) for an autovacuum of the table that ended after the
+	# prune, if there was something to reclaim
 	dead=$(q "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'datastreams.frames'::regclass")
 	waited=0
 	if [ "${pruned:-0}" -gt 0 ]; then
 		while [ "$waited" -lt 120 ]; do
-			vacs=$(q "SELECT autovacuum_count FROM pg_stat_user_tables WHERE relid = 'datastreams.frames'::regclass")
-			[ "$vacs" -gt "$vacs_before" ] && break
+			[ "$(q "SELECT coalesce(last_autovacuum > '$pruned_at', false) FROM pg_stat_user_tables
+			        WHERE relid = 'datastreams.frames'::regclass")" = t ] && break
 			sleep 1
 			waited=$((waited + 1))
 		done
@@ -250,14 +251,33 @@ set_worker() {
 	sleep 1
 }
 
-# run_pgbench SCRIPT FRAMES_PER_XACT -> frames per second
+# CPU time (clock ticks) the server has used: the postmaster and its live
+# children, plus the children it has reaped (backends, autovacuum workers)
+server_cpu() {
+	local pm child total
+	pm=$(head -n 1 "$WORK/data/postmaster.pid")
+	total=$(sed -E 's/^.*\) //' "/proc/$pm/stat" | awk '{ print $12 + $13 + $14 + $15 }')
+	for child in $(pgrep -P "$pm"); do
+		total=$((total + $(sed -E 's/^.*\) //' "/proc/$child/stat" 2>/dev/null | awk '{ print $12 + $13 }' || echo 0)))
+	done
+	echo "$total"
+}
+
+# run_pgbench SCRIPT FRAMES_PER_XACT -> "frames/s server-CPU-ms-per-1000-frames"
+# The CPU window ends 3 s after pgbench, so that it includes the worker
+# pruning the run's last frames (retention 2 s, interval 1 s).
 run_pgbench() {
-	local tps
-	tps=$(cd "$WORK" && timeout -k 5 $((SECS + 60)) "$PGBIN/pgbench" -n -h "$WORK" -p "$PORT" -U postgres \
-		-c "$CLIENTS" -j "$CLIENTS" -T "$SECS" -f "$WORK/$1" "$DB" 2>"$WORK/pgbench.err" |
-		sed -nE 's/^tps = ([0-9.]+) .*/\1/p')
-	[ -n "$tps" ] || { cat "$WORK/pgbench.err" >&2; die "pgbench failed"; }
-	awk -v t="$tps" -v n="$2" 'BEGIN { printf "%.0f", t * n }'
+	local out tps xacts cpu0 cpu1
+	cpu0=$(server_cpu)
+	out=$(cd "$WORK" && timeout -k 5 $((SECS + 60)) "$PGBIN/pgbench" -n -h "$WORK" -p "$PORT" -U postgres \
+		-c "$CLIENTS" -j "$CLIENTS" -T "$SECS" -f "$WORK/$1" "$DB" 2>"$WORK/pgbench.err")
+	sleep 3
+	cpu1=$(server_cpu)
+	tps=$(sed -nE 's/^tps = ([0-9.]+) .*/\1/p' <<<"$out")
+	xacts=$(sed -nE 's/^number of transactions actually processed: ([0-9]+).*/\1/p' <<<"$out")
+	[ -n "$tps" ] && [ -n "$xacts" ] || { cat "$WORK/pgbench.err" >&2; die "pgbench failed"; }
+	awk -v t="$tps" -v x="$xacts" -v n="$2" -v c=$((cpu1 - cpu0)) -v hz="$(getconf CLK_TCK)" \
+		'BEGIN { printf "%.0f %.1f\n", t * n, c * 1000 / hz * 1000 / (x * n) }'
 }
 
 # Start each run alike: what earlier runs ingested pruned, the table vacuumed
@@ -273,6 +293,10 @@ pruned_by_worker() {
 		awk '{ s += $1 } END { print s + 0 }'
 }
 
+median1() {
+	printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) m = a[(NR + 1) / 2]; else m = (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.1f\n", m }'
+}
+
 median() {
 	printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) m = a[(NR + 1) / 2]; else m = (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.0f\n", m }'
 }
@@ -286,26 +310,35 @@ for w in $WORKLOADS; do
 	per=${w##*:}
 	alone=()
 	pruning=()
+	alone_cpu=()
+	pruning_cpu=()
 	pruned_total=0
 	for r in $(seq 1 "$ROUNDS"); do
 		say "ingest ($script), round $r: alone"
 		set_worker 0
 		drain
-		alone+=("$(run_pgbench "$script.sql" "$per")")
+		read -r f c < <(run_pgbench "$script.sql" "$per")
+		alone+=("$f")
+		alone_cpu+=("$c")
 		drain
 		say "ingest ($script), round $r: with the prune worker every second"
 		before=$(pruned_by_worker)
 		set_worker 1s
-		pruning+=("$(run_pgbench "$script.sql" "$per")")
+		read -r f c < <(run_pgbench "$script.sql" "$per")
+		pruning+=("$f")
+		pruning_cpu+=("$c")
 		set_worker 0
 		pruned_total=$((pruned_total + $(pruned_by_worker) - before))
 	done
 	a=$(median "${alone[@]}")
 	p=$(median "${pruning[@]}")
 	ratio=$(awk -v a="$a" -v p="$p" 'BEGIN { printf "%.2f", p / a }')
+	ac=$(median1 "${alone_cpu[@]}")
+	pc=$(median1 "${pruning_cpu[@]}")
+	cpu_ratio=$(awk -v a="$ac" -v p="$pc" 'BEGIN { printf "%.2f", a / p }')
 	awk -v r="$ratio" 'BEGIN { exit !(r >= 0.8) }' || RATIO_OK=0
 	label=$([ "$per" = 1 ] && echo "1 frame per transaction" || echo "100 frames per INSERT")
-	TP_TABLE+=("| $label | $a | $p | $ratio | $pruned_total |")
+	TP_TABLE+=("| $label | $a | $p | $ratio | $pruned_total | $ac | $pc | $cpu_ratio |")
 done
 set_worker 0
 if [ -z "$WORKLOADS" ]; then
@@ -331,12 +364,19 @@ report() {
 	if [ -n "$WORKLOADS" ]; then
 		echo "### Ingest while pruning: $CLIENTS clients, ${SECS}s runs, median of $ROUNDS"
 		echo
-		echo "| workload | frames/s alone | frames/s, prune worker every 1s | ratio | frames pruned meanwhile |"
-		echo "| --- | ---: | ---: | ---: | ---: |"
+		echo "| workload | frames/s alone | frames/s, prune worker every 1s | ratio | frames pruned meanwhile | server CPU ms per 1000 frames, alone | same, pruning | CPU ratio |"
+		echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 		printf '%s\n' "${TP_TABLE[@]}"
 		echo
 	fi
 	echo "Ingest while pruning >= 0.8x alone: $RATIO_VERDICT"
+	if [ -n "$WORKLOADS" ]; then
+		echo
+		echo "The CPU columns count the server's processes only (backends, the prune"
+		echo "worker, autovacuum, WAL writer...), from the start of a run until 3 s after"
+		echo "it; their ratio is the throughput ratio to expect when the server's CPU is"
+		echo "the bottleneck, and unlike frames/s it hardly depends on other load."
+	fi
 }
 
 report
