@@ -27,6 +27,11 @@ AS 'MODULE_PATHNAME', 'datastreams_require_account'
 LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION datastreams.require_account() IS 'current_account(), or an error when there is none (42501), when a bound role names another account (42501) or when the account does not exist (P0002)';
 
+CREATE FUNCTION datastreams.is_admin() RETURNS boolean
+AS 'MODULE_PATHNAME', 'datastreams_is_admin'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION datastreams.is_admin() IS 'true for superusers and members of the extension owner role';
+
 CREATE FUNCTION datastreams.require_admin() RETURNS void
 AS 'MODULE_PATHNAME', 'datastreams_require_admin'
 LANGUAGE C STABLE PARALLEL SAFE;
@@ -76,7 +81,7 @@ CREATE TABLE datastreams.trusted_roles (
 COMMENT ON TABLE datastreams.trusted_roles IS 'application roles that act for the account named by datastreams.account_id';
 
 CREATE TABLE datastreams.streams (
-	id uuid PRIMARY KEY DEFAULT datastreams.uuid_v4(),
+	id uuid PRIMARY KEY,			-- set by the streams trigger
 	account_id text NOT NULL REFERENCES datastreams.accounts (id),
 	name text NOT NULL,
 	symbol text NOT NULL,
@@ -95,7 +100,7 @@ CREATE INDEX streams_account_created_idx ON datastreams.streams (account_id, cre
 COMMENT ON TABLE datastreams.streams IS 'channel definitions: symbol, expected frequency and SLA';
 
 CREATE TABLE datastreams.frames (
-	id uuid PRIMARY KEY DEFAULT datastreams.uuid_v7(),
+	id uuid PRIMARY KEY,			-- set by the frames trigger
 	account_id text NOT NULL,
 	stream_id uuid NOT NULL REFERENCES datastreams.streams (id) ON DELETE CASCADE,
 	sequence bigint NOT NULL,
@@ -153,6 +158,10 @@ ALTER TABLE datastreams.accounts ENABLE ROW LEVEL SECURITY;
 ALTER TABLE datastreams.accounts FORCE ROW LEVEL SECURITY;
 CREATE POLICY accounts_tenant ON datastreams.accounts
 	USING (id = datastreams.current_account());
+-- administrators who are not superusers manage accounts too
+CREATE POLICY accounts_admin ON datastreams.accounts
+	USING (datastreams.is_admin())
+	WITH CHECK (datastreams.is_admin());
 
 ALTER TABLE datastreams.streams ENABLE ROW LEVEL SECURITY;
 ALTER TABLE datastreams.streams FORCE ROW LEVEL SECURITY;
@@ -173,6 +182,9 @@ CREATE POLICY stream_state_tenant ON datastreams.stream_state
 
 ALTER TABLE datastreams.trusted_roles ENABLE ROW LEVEL SECURITY;
 ALTER TABLE datastreams.trusted_roles FORCE ROW LEVEL SECURITY;
+CREATE POLICY trusted_roles_admin ON datastreams.trusted_roles
+	USING (datastreams.is_admin())
+	WITH CHECK (datastreams.is_admin());
 
 -- Tenants reach the tables directly too; row-level security is the gate.
 GRANT USAGE ON SCHEMA datastreams TO PUBLIC;
@@ -201,7 +213,7 @@ DECLARE
 	result datastreams.accounts;
 BEGIN
 	PERFORM datastreams.require_admin();
-	IF $1 IS NULL OR btrim($1) = '' THEN
+	IF $1 IS NULL OR $1 !~ '[^[:space:]]' THEN
 		RAISE EXCEPTION 'account id is required' USING ERRCODE = 'not_null_violation';
 	END IF;
 	INSERT INTO datastreams.accounts AS a (id, role) VALUES ($1, $2) RETURNING a.* INTO result;

@@ -80,14 +80,18 @@ SELECT sequence FROM datastreams.list_frames('00000000-0000-4000-8000-000000000a
 SELECT sequence FROM datastreams.latest_frame('00000000-0000-4000-8000-000000000a01');
 SELECT regress_tenancy_basics.err($$SELECT * FROM datastreams.trusted_roles$$);
 -- it writes its own account's rows, directly and through the API
-INSERT INTO datastreams.streams (id, name, symbol)
-VALUES ('00000000-0000-4000-8000-000000000a03', 'a three', 'a3')
+-- (ids are chosen by datastreams: a tenant giving one is refused, 42501)
+SELECT regress_tenancy_basics.err($$INSERT INTO datastreams.streams (id, name, symbol) VALUES ('00000000-0000-4000-8000-000000000a03', 'a three', 'a3')$$);
+INSERT INTO datastreams.streams (name, symbol)
+VALUES ('a three', 'a3')
 RETURNING account_id, symbol;
-INSERT INTO datastreams.frames (stream_id, sequence) VALUES ('00000000-0000-4000-8000-000000000a03', 1)
+SELECT id AS a3 FROM datastreams.streams WHERE symbol = 'A3' \gset
+INSERT INTO datastreams.frames (stream_id, sequence) VALUES (:'a3', 1)
 RETURNING account_id;
-SELECT account_id, sequence FROM datastreams.create_frame('00000000-0000-4000-8000-000000000a03', 2);
-UPDATE datastreams.streams SET description = 'mine' WHERE id = '00000000-0000-4000-8000-000000000a03';
-SELECT description FROM datastreams.update_stream('00000000-0000-4000-8000-000000000a03', '{"description": "still mine"}');
+SELECT regress_tenancy_basics.err(format($$INSERT INTO datastreams.frames (id, stream_id, sequence) VALUES ('00000000-0000-7000-8000-000000000a03', %L, 5)$$, :'a3'));
+SELECT account_id, sequence FROM datastreams.create_frame(:'a3', 2);
+UPDATE datastreams.streams SET description = 'mine' WHERE id = :'a3';
+SELECT description FROM datastreams.update_stream(:'a3', '{"description": "still mine"}');
 -- another account's stream fails exactly like a missing one, everywhere
 SELECT f AS call,
        regress_tenancy_basics.err(format(f, '00000000-0000-4000-8000-000000000b01')) AS other_account,

@@ -70,6 +70,8 @@ extern void ds_relations_init(void);
 extern char *ds_trim(const char *s);
 extern bool ds_is_blank(const char *s);
 extern Jsonb *ds_normalize_metadata(Jsonb *metadata);
+extern char *ds_clip_for_message(const char *s);
+extern char *ds_status_word(const char *s);
 
 /* tenancy.c */
 extern char *ds_current_account(void);

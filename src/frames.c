@@ -101,6 +101,7 @@ parse_frame_status(const pg_uuid_t *stream_id, Datum value, bool isnull)
 {
 	text	   *t;
 	char	   *s;
+	char	   *word;
 	int			i;
 
 	if (isnull)
@@ -113,14 +114,13 @@ parse_frame_status(const pg_uuid_t *stream_id, Datum value, bool isnull)
 	s = text_to_cstring(t);
 	if (ds_is_blank(s))
 		return FRAME_OK;
-	s = ds_trim(s);
-	s = str_tolower(s, strlen(s), DEFAULT_COLLATION_OID);
-	for (i = 0; i < FRAME_STATUS_COUNT; i++)
-		if (strcmp(s, frame_status_names[i]) == 0)
+	word = ds_status_word(s);
+	for (i = 0; word != NULL && i < FRAME_STATUS_COUNT; i++)
+		if (strcmp(word, frame_status_names[i]) == 0)
 			return (FrameStatus) i;
 	ds_reject_frame(stream_id, "invalid_status",
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid frame status \"%s\"", s),
+					 errmsg("invalid frame status \"%s\"", ds_clip_for_message(word ? word : ds_trim(s))),
 					 errhint("A frame's status is one of ok, late or error.")));
 	pg_unreachable();
 }
@@ -333,6 +333,12 @@ datastreams_frames_trigger(PG_FUNCTION_ARGS)
 						 errdetail("The latest sequence is " INT64_FORMAT ".", latest),
 						 errhint("Sequences of a stream must be strictly increasing.")));
 
+	/* as for streams: a chosen id could reveal another account's frame */
+	if (!nulls[c->id] && !ds_bypasses_rls())
+		ds_reject_frame(&stream_id, "id_given",
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("a frame's id is chosen by datastreams"),
+						 errhint("Leave id out; only roles that bypass row-level security may give one.")));
 	if (nulls[c->id])
 	{
 		frame_id = palloc(sizeof(pg_uuid_t));

@@ -8,6 +8,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_collation.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/formatting.h"
 #include "utils/jsonb.h"
@@ -43,6 +44,36 @@ ds_is_blank(const char *s)
 		if (!is_space(*s))
 			return false;
 	return true;
+}
+
+/*
+ * A user value quoted in an error message: at most 64 bytes of it, so that a
+ * huge bad value does not make a huge message.
+ */
+char *
+ds_clip_for_message(const char *s)
+{
+	int			len = strlen(s);
+	int			clipped;
+
+	if (len <= 64)
+		return pstrdup(s);
+	clipped = pg_mbcliplen(s, len, 64);
+	return psprintf("%.*s...", clipped, s);
+}
+
+/*
+ * Lower-case a status value, or NULL when it is too long to be a status:
+ * then there is no point in converting all of it.
+ */
+char *
+ds_status_word(const char *s)
+{
+	char	   *trimmed = ds_trim(s);
+
+	if (strlen(trimmed) > 16)
+		return NULL;
+	return str_tolower(trimmed, strlen(trimmed), DEFAULT_COLLATION_OID);
 }
 
 typedef struct MetadataPair

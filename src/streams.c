@@ -97,17 +97,18 @@ static Datum
 normalize_status(Datum value, bool isnull)
 {
 	char	   *s;
+	char	   *word;
 
 	if (isnull || ds_is_blank(s = TextDatumGetCString(value)))
 		return CStringGetTextDatum("inactive");
-	s = ds_trim(s);
-	s = str_tolower(s, strlen(s), DEFAULT_COLLATION_OID);
-	if (strcmp(s, "inactive") != 0 && strcmp(s, "active") != 0 && strcmp(s, "paused") != 0)
+	word = ds_status_word(s);
+	if (word == NULL ||
+		(strcmp(word, "inactive") != 0 && strcmp(word, "active") != 0 && strcmp(word, "paused") != 0))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid stream status \"%s\"", s),
+				 errmsg("invalid stream status \"%s\"", ds_clip_for_message(word ? word : ds_trim(s))),
 				 errhint("A stream's status is one of inactive, active or paused.")));
-	return CStringGetTextDatum(s);
+	return CStringGetTextDatum(word);
 }
 
 static void
@@ -190,6 +191,15 @@ datastreams_streams_trigger(PG_FUNCTION_ARGS)
 
 	if (inserting)
 	{
+		/*
+		 * Ids are chosen by the trigger: a tenant that could choose one would
+		 * learn from a unique violation that another account uses it.
+		 */
+		if (!nulls[c.id] && !ds_bypasses_rls())
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("a stream's id is chosen by datastreams"),
+					 errhint("Leave id out; only roles that bypass row-level security may give one.")));
 		if (nulls[c.id])
 		{
 			pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));

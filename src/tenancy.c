@@ -294,6 +294,13 @@ datastreams_require_account(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(ds_require_account()));
 }
 
+PG_FUNCTION_INFO_V1(datastreams_is_admin);
+Datum
+datastreams_is_admin(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(ds_is_admin());
+}
+
 PG_FUNCTION_INFO_V1(datastreams_require_admin);
 Datum
 datastreams_require_admin(PG_FUNCTION_ARGS)

@@ -166,10 +166,10 @@ SELECT string_agg(relname || ':' || relrowsecurity || ',' || relforcerowsecurity
 	'accounts:true,true frames:true,true stream_state:true,true streams:true,true trusted_roles:true,true',
 	'row-level security enabled and forced on every table');
 is( $node->safe_psql('restored', q{
-SELECT string_agg(c.relname || '.' || p.polname, ' ' ORDER BY c.relname)
+SELECT string_agg(c.relname || '.' || p.polname, ' ' ORDER BY c.relname, p.polname)
   FROM pg_policy AS p JOIN pg_class AS c ON c.oid = p.polrelid
  WHERE c.relnamespace = 'datastreams'::regnamespace}),
-	'accounts.accounts_tenant frames.frames_tenant stream_state.stream_state_tenant streams.streams_tenant',
+	'accounts.accounts_admin accounts.accounts_tenant frames.frames_tenant stream_state.stream_state_tenant streams.streams_tenant trusted_roles.trusted_roles_admin',
 	'the policies');
 is( $node->safe_psql('restored', q{
 SELECT has_function_privilege('regress_dr_a', 'datastreams.create_account(text, regrole)', 'EXECUTE'),
