@@ -74,17 +74,33 @@ typedef struct SharedState
 	TimestampTz reset_at;
 } SharedState;
 
+/*
+ * Accounts are per database: the same account id in two databases is two
+ * tenants, and each database's metrics() shows only its own series.
+ */
+typedef struct AccountKey
+{
+	Oid			dbid;
+	char		account_id[DS_ACCOUNT_KEY_LEN];
+} AccountKey;
+
 typedef struct SharedAccount
 {
-	char		account_id[DS_ACCOUNT_KEY_LEN]; /* hash key */
+	AccountKey	key;			/* hash key */
 	slock_t		mutex;
 	int64		created;
 	int64		updated;
 } SharedAccount;
 
+typedef struct StreamKey
+{
+	Oid			dbid;
+	pg_uuid_t	stream_id;
+} StreamKey;
+
 typedef struct SharedStream
 {
-	pg_uuid_t	stream_id;		/* hash key */
+	StreamKey	key;			/* hash key */
 	SharedAccount *account;		/* removed only together with this entry */
 	slock_t		mutex;
 	int64		frames[FRAME_STATUS_COUNT];
@@ -193,16 +209,16 @@ metrics_shmem_startup(void)
 		shared->reset_at = GetCurrentTimestamp();
 	}
 
-	info.keysize = sizeof(pg_uuid_t);
+	info.keysize = sizeof(StreamKey);
 	info.entrysize = sizeof(SharedStream);
 	shared_streams = ShmemInitHash("datastreams metrics streams",
 								   max_tracked_streams, max_tracked_streams,
 								   &info, HASH_ELEM | HASH_BLOBS);
-	info.keysize = DS_ACCOUNT_KEY_LEN;
+	info.keysize = sizeof(AccountKey);
 	info.entrysize = sizeof(SharedAccount);
 	shared_accounts = ShmemInitHash("datastreams metrics accounts",
 									max_tracked_streams, max_tracked_streams,
-									&info, HASH_ELEM | HASH_STRINGS);
+									&info, HASH_ELEM | HASH_BLOBS);
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -491,20 +507,30 @@ drop_level(PendingLevel *level)
 /*
  * Shared entries.  The caller holds the lock exclusively.
  */
+static void
+account_key(const char *account_id, AccountKey *key)
+{
+	memset(key, 0, sizeof(AccountKey));
+	key->dbid = MyDatabaseId;
+	strlcpy(key->account_id, account_id, DS_ACCOUNT_KEY_LEN);
+}
+
 static SharedAccount *
 enter_account(const char *account_id)
 {
 	SharedAccount *entry;
+	AccountKey	key;
 	bool		found;
 
 	if (account_id == NULL || strlen(account_id) >= DS_ACCOUNT_KEY_LEN)
 		return NULL;
-	entry = hash_search(shared_accounts, account_id, HASH_FIND, NULL);
+	account_key(account_id, &key);
+	entry = hash_search(shared_accounts, &key, HASH_FIND, NULL);
 	if (entry != NULL)
 		return entry;
 	if (hash_get_num_entries(shared_accounts) >= max_tracked_streams)
 		return NULL;
-	entry = hash_search(shared_accounts, account_id, HASH_ENTER_NULL, &found);
+	entry = hash_search(shared_accounts, &key, HASH_ENTER_NULL, &found);
 	if (entry != NULL && !found)
 	{
 		SpinLockInit(&entry->mutex);
@@ -517,11 +543,15 @@ enter_account(const char *account_id)
 static SharedStream *
 enter_stream(const pg_uuid_t *stream_id, const char *account_id)
 {
+	StreamKey	key;
 	SharedStream *entry;
 	SharedAccount *account;
 	bool		found;
 
-	entry = hash_search(shared_streams, stream_id, HASH_FIND, NULL);
+	memset(&key, 0, sizeof(key));
+	key.dbid = MyDatabaseId;
+	key.stream_id = *stream_id;
+	entry = hash_search(shared_streams, &key, HASH_FIND, NULL);
 	if (entry != NULL)
 		return entry;
 	if (hash_get_num_entries(shared_streams) >= max_tracked_streams)
@@ -529,7 +559,7 @@ enter_stream(const pg_uuid_t *stream_id, const char *account_id)
 	account = enter_account(account_id);
 	if (account == NULL)
 		return NULL;
-	entry = hash_search(shared_streams, stream_id, HASH_ENTER_NULL, &found);
+	entry = hash_search(shared_streams, &key, HASH_ENTER_NULL, &found);
 	if (entry != NULL && !found)
 	{
 		entry->account = account;
@@ -592,7 +622,13 @@ apply_pending(void)
 			hash_seq_init(&seq, level->streams);
 			while ((ps = hash_seq_search(&seq)) != NULL)
 			{
-				SharedStream *entry = hash_search(shared_streams, &ps->stream_id, HASH_FIND, NULL);
+				StreamKey	key;
+				SharedStream *entry;
+
+				memset(&key, 0, sizeof(key));
+				key.dbid = MyDatabaseId;
+				key.stream_id = ps->stream_id;
+				entry = hash_search(shared_streams, &key, HASH_FIND, NULL);
 
 				if ((ps->applied = (entry != NULL)))
 					add_stream(entry, ps);
@@ -605,7 +641,11 @@ apply_pending(void)
 			hash_seq_init(&seq, level->accounts);
 			while ((pa = hash_seq_search(&seq)) != NULL)
 			{
-				SharedAccount *entry = hash_search(shared_accounts, pa->account_id, HASH_FIND, NULL);
+				AccountKey	key;
+				SharedAccount *entry;
+
+				account_key(pa->account_id, &key);
+				entry = hash_search(shared_accounts, &key, HASH_FIND, NULL);
 
 				if ((pa->applied = (entry != NULL)))
 					add_account(entry, pa);
@@ -814,9 +854,11 @@ ds_metrics_viewer(bool *all)
 }
 
 static bool
-visible(const char *entry_account, const char *account, bool all)
+visible(const AccountKey *entry, const char *account, bool all)
 {
-	return all || (account != NULL && strcmp(entry_account, account) == 0);
+	if (entry->dbid != MyDatabaseId)
+		return false;
+	return all || (account != NULL && strcmp(entry->account_id, account) == 0);
 }
 
 static int
@@ -855,11 +897,11 @@ ds_metrics_streams(const char *account, bool all, int *count)
 	{
 		DsStreamCounters *c;
 
-		if (!visible(entry->account->account_id, account, all))
+		if (!visible(&entry->account->key, account, all))
 			continue;
 		c = &result[n++];
-		memcpy(&c->stream_id, &entry->stream_id, sizeof(pg_uuid_t));
-		strlcpy(c->account_id, entry->account->account_id, DS_ACCOUNT_KEY_LEN);
+		memcpy(&c->stream_id, &entry->key.stream_id, sizeof(pg_uuid_t));
+		strlcpy(c->account_id, entry->account->key.account_id, DS_ACCOUNT_KEY_LEN);
 		SpinLockAcquire(&entry->mutex);
 		memcpy(c->frames, entry->frames, sizeof(c->frames));
 		memcpy(c->buckets, entry->buckets, sizeof(c->buckets));
@@ -892,10 +934,10 @@ ds_metrics_accounts(const char *account, bool all, int *count)
 	{
 		DsAccountCounters *c;
 
-		if (!visible(entry->account_id, account, all))
+		if (!visible(&entry->key, account, all))
 			continue;
 		c = &result[n++];
-		strlcpy(c->account_id, entry->account_id, DS_ACCOUNT_KEY_LEN);
+		strlcpy(c->account_id, entry->key.account_id, DS_ACCOUNT_KEY_LEN);
 		SpinLockAcquire(&entry->mutex);
 		c->created = entry->created;
 		c->updated = entry->updated;
@@ -946,10 +988,10 @@ datastreams_reset_metrics(PG_FUNCTION_ARGS)
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	hash_seq_init(&seq, shared_streams);
 	while ((stream = hash_seq_search(&seq)) != NULL)
-		(void) hash_search(shared_streams, &stream->stream_id, HASH_REMOVE, NULL);
+		(void) hash_search(shared_streams, &stream->key, HASH_REMOVE, NULL);
 	hash_seq_init(&seq, shared_accounts);
 	while ((account = hash_seq_search(&seq)) != NULL)
-		(void) hash_search(shared_accounts, account->account_id, HASH_REMOVE, NULL);
+		(void) hash_search(shared_accounts, &account->key, HASH_REMOVE, NULL);
 	SpinLockAcquire(&shared->mutex);
 	shared->notifications_skipped = 0;
 	shared->untracked_frames = 0;
