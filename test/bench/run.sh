@@ -57,6 +57,7 @@ else
 	PROFILE=${BENCH_PROFILE:-auto}
 fi
 SMALL=$((BIG / 10))
+UUID_CALLS=$((BIG / 10))
 SECTIONS=" ${BENCH_SECTIONS:-1 2 3 4 5 profile} "
 PORT=${BENCH_PORT:-55700}
 OUT=${BENCH_OUT:-$BENCH_SRC/results.md}
@@ -215,7 +216,7 @@ build_listener() {
 # Empty every frames table and checkpoint, so each run starts alike
 reset_tables() {
 	su_psql -c "TRUNCATE datastreams.frames, datastreams.stream_state, bench.frames_plain,
-				baseline.frames, baseline.stream_state" >/dev/null
+				bench.frames_plain_fk, baseline.frames, baseline.stream_state" >/dev/null
 	# (a quick run saves the time)
 	[ "$QUICK" = 1 ] || su_psql -c "CHECKPOINT" >/dev/null
 }
@@ -348,7 +349,7 @@ copy_run() {
 }
 
 section_batch() {
-	local r v t
+	local r v t f
 	declare -A acc
 	local variants="plain ds plpgsql"
 	[ "$HAVE_INGEST" = t ] && variants+=" ingest"
@@ -369,6 +370,17 @@ section_batch() {
 		# shellcheck disable=SC2086
 		M[batch.insert.$v]=$(median ${acc[insert.$v]})
 	done
+	# what a frame id costs: the id default of every frames table here
+	for ((r = 1; r <= RUNS; r++)); do
+		for f in datastreams.uuid_v7 gen_random_uuid; do
+			acc[uuid.$f]+="$(su_psql -c '\timing on' -c "SELECT count($f()) FROM generate_series(1, $UUID_CALLS)" |
+				awk -v n="$UUID_CALLS" '/^Time: / { printf "%.3f", $2 * 1000 / n }') "
+		done
+	done
+	# shellcheck disable=SC2086
+	M[batch.uuid.v7]=$(median ${acc[uuid.datastreams.uuid_v7]})
+	# shellcheck disable=SC2086
+	M[batch.uuid.pg]=$(median ${acc[uuid.gen_random_uuid]})
 	# shellcheck disable=SC2086
 	M[batch.copy.plain]=$(median ${acc[copy.bench.frames_plain]})
 	# shellcheck disable=SC2086
@@ -539,11 +551,13 @@ mem_record() {
 
 section_memory() {
 	local rows stream
-	say "5. backend memory: one INSERT ... SELECT of $SMALL and $BIG rows, plain table and datastreams.frames"
+	say "5. backend memory: one INSERT ... SELECT of $SMALL and $BIG rows, plain table (+ foreign key) and datastreams.frames"
 	reset_tables
 	for rows in $SMALL $BIG; do
 		mem_run bench.frames_plain 1001 "$rows"
 		mem_record "mem.plain.$rows" "$rows"
+		mem_run bench.frames_plain_fk 1001 "$rows"
+		mem_record "mem.plainfk.$rows" "$rows"
 		# the big one stays in stream 1001 for the read benchmark
 		if [ "$rows" = "$BIG" ]; then stream=1001; else stream=1002; fi
 		mem_run datastreams.frames "$stream" "$rows"
@@ -660,7 +674,7 @@ row() {
 m() { printf '%s' "${M[$1]:-NA}"; }
 
 build_table() {
-	local cell clients label p d c pl ref q mode rows
+	local cell clients label p d c pl ref q mode rows k what
 	if want 1; then
 		for cell in $SINGLE_CELLS; do
 			clients=${cell%%:*}
@@ -695,6 +709,11 @@ build_table() {
 		row 2 "$label" "COPY into plain table (ceiling)" 1 "$ref" "rows/s" "1.00" "plain COPY" ""
 		row 2 "$label" "**COPY into datastreams.frames**" 1 "$d" "rows/s" "$(ratio "$d" "$ref")" "plain COPY" "$(ratio "$d" "$pl")"
 		row 2 "$label" "COPY into PL/pgSQL baseline" 1 "$pl" "rows/s" "$(ratio "$pl" "$ref")" "plain COPY" "1.00"
+		label="frame id generation (the id default), SELECT count(f()) of $UUID_CALLS"
+		p=$(m batch.uuid.pg)
+		d=$(m batch.uuid.v7)
+		row 2 "$label" "gen_random_uuid() (PostgreSQL, v4)" 1 "$p" "µs/call" "1.00" "gen_random_uuid" ""
+		row 2 "$label" "**datastreams.uuid_v7()** (libuuid)" 1 "$d" "µs/call" "$(ratio "$d" "$p")" "gen_random_uuid" ""
 		label="batch: datastreams.ingest(stream, 1000-frame jsonb) per transaction"
 		if [ "$HAVE_INGEST" = t ]; then
 			d=$(m batch.insert.ingest)
@@ -707,7 +726,9 @@ build_table() {
 		label="batch: one INSERT ... SELECT of $BIG rows"
 		p=$(m "mem.plain.$BIG.rate")
 		d=$(m "mem.ds.$BIG.rate")
+		c=$(m "mem.plainfk.$BIG.rate")
 		row 2 "$label" "plain table (ceiling)" 1 "$p" "rows/s" "1.00" "ceiling" ""
+		row 2 "$label" "plain table + the foreign key to streams" 1 "$c" "rows/s" "$(ratio "$c" "$p")" "ceiling" ""
 		row 2 "$label" "**datastreams.frames**" 1 "$d" "rows/s" "$(ratio "$d" "$p")" "ceiling" ""
 	fi
 
@@ -742,14 +763,15 @@ build_table() {
 	if want 5; then
 		for rows in $SMALL $BIG; do
 			label="backend memory after one INSERT ... SELECT of $rows rows"
-			p=$(m "mem.plain.$rows.hwm")
-			d=$(m "mem.ds.$rows.hwm")
-			row 5 "$label" "peak RSS (VmHWM), plain table" 1 "$p" "MiB" "1.00" "plain" ""
-			row 5 "$label" "**peak RSS (VmHWM), datastreams.frames**" 1 "$d" "MiB" "$(ratio "$d" "$p")" "plain" ""
-			p=$(m "mem.plain.$rows.anon")
-			d=$(m "mem.ds.$rows.anon")
-			row 5 "$label" "peak private RSS (RssAnon), plain table" 1 "$p" "MiB" "1.00" "plain" ""
-			row 5 "$label" "**peak private RSS (RssAnon), datastreams.frames**" 1 "$d" "MiB" "$(ratio "$d" "$p")" "plain" ""
+			for k in hwm anon; do
+				if [ $k = hwm ]; then what="peak RSS (VmHWM)"; else what="peak private RSS (RssAnon)"; fi
+				p=$(m "mem.plain.$rows.$k")
+				c=$(m "mem.plainfk.$rows.$k")
+				d=$(m "mem.ds.$rows.$k")
+				row 5 "$label" "$what, plain table" 1 "$p" "MiB" "1.00" "plain" ""
+				row 5 "$label" "$what, plain table + the foreign key" 1 "$c" "MiB" "$(ratio "$c" "$p")" "plain" ""
+				row 5 "$label" "**$what, datastreams.frames**" 1 "$d" "MiB" "$(ratio "$d" "$p")" "plain" ""
+			done
 		done
 	fi
 	return 0
@@ -785,7 +807,7 @@ write_results() {
 		echo "- Ceiling = \`bench.frames_plain\`, the frames table copied with LIKE … INCLUDING ALL (same columns, defaults, checks, primary key, unique (stream_id, sequence)) without trigger, foreign key or RLS, sequences from a bigint sequence. PL/pgSQL = \`test/bench/plpgsql_baseline.sql\`: the same rules in one PL/pgSQL BEFORE ROW trigger (per-row latest-frame upsert and pg_notify) on another copy, with the foreign key and RLS."
 		echo "- **ratio** = this row ÷ the row named in **against** (throughput: higher is better; 3. latency: 10^6-frame stream ÷ 10^3-frame stream; 5. memory: ÷ plain table). **× PL/pgSQL** = throughput ÷ the PL/pgSQL baseline in the same workload."
 		echo "- Section 4: notifications off = \`ALTER SYSTEM SET datastreams.notify_queue_limit = 0\` (+ \`log_min_messages = error\` to keep the per-transaction WARNING out of the log), reloaded; the notify worker mode (when the extension has it) = \`ALTER SYSTEM SET datastreams.notify_via_worker = on\`. The delay is measured by a libpq listener (\`test/bench/notify_delay.c\`) from the INSERT of the oldest frame a notification announces — the \`clock_timestamp()\` the writer put in the payload, or for payload-less wake-ups the trigger-generated sequence (Unix ns at INSERT) — to receipt, so it includes the commit (WAL flush and any wait for the notify lock); medians over runs of each run's p50/p99."
-		echo "- Section 5: VmHWM of the backend (includes the shared buffers it touched) read from /proc after the statement; RssAnon (private memory) sampled every 20 ms during it."
+		echo "- Section 5: VmHWM of the backend (includes the shared buffers it touched) read from /proc after the statement; RssAnon (private memory) sampled every 20 ms during it. \"Plain table + the foreign key\" is the ceiling with the frames table's foreign key to streams (\`bench.frames_plain_fk\`): what PostgreSQL itself spends per row on the RI check and its after-trigger queue."
 		echo
 		echo "| # | workload | variant | clients | median | unit | ratio | against | × PL/pgSQL |"
 		echo "|---|---|---|---:|---:|---|---:|---|---:|"
