@@ -6,7 +6,7 @@
  *
  * Loaded by test/bench/run.sh after CREATE EXTENSION datastreams.  The
  * tables are LIKE the extension's (same columns, defaults, constraints and
- * indexes, so also the same uuid_v7() frame ids): only the way the rules
+ * indexes; frame ids from the same uuid_v7()): only the way the rules
  * are enforced differs.  Per row the trigger does what the C trigger does:
  *   - stream lookup (must exist, belong to the session's account, not be
  *     paused), account attribution;

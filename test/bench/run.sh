@@ -114,7 +114,8 @@ cleanup() {
 	exit "$rc"
 }
 trap cleanup EXIT
-trap 'printf "ERROR: run.sh line %s: %s failed\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
+# (only where errexit is on: set +e marks failures that are handled)
+trap '[[ $- != *e* ]] || printf "ERROR: run.sh line %s: %s failed\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
 trap 'exit 130' INT
 trap 'exit 143' TERM
 

@@ -31,10 +31,12 @@ INSERT INTO baseline.streams
 SELECT * FROM datastreams.streams;
 
 -- The ceiling: the same table with no trigger, no foreign key, no RLS;
+-- ids from the extension's uuid_v7() (as the frames trigger makes them),
 -- sequences from a bigint sequence.
 CREATE TABLE bench.frames_plain (LIKE datastreams.frames INCLUDING ALL);
 CREATE SEQUENCE bench.frames_plain_sequence AS bigint;
 ALTER TABLE bench.frames_plain
+	ALTER COLUMN id SET DEFAULT datastreams.uuid_v7(),
 	ALTER COLUMN sequence SET DEFAULT nextval('bench.frames_plain_sequence'),
 	ALTER COLUMN account_id SET DEFAULT 'bench';
 GRANT SELECT, INSERT ON bench.frames_plain TO PUBLIC;
