@@ -8,7 +8,9 @@
 #ifndef DATASTREAMS_H
 #define DATASTREAMS_H
 
+#include "access/tupdesc.h"
 #include "nodes/pg_list.h"
+#include "storage/lock.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -65,6 +67,8 @@ typedef struct DsRelations
 
 extern const DsRelations *ds_relations(void);
 extern void ds_relations_init(void);
+extern int	ds_column_index(TupleDesc desc, const char *table, const char *name,
+							bool required);
 
 /* normalize.c: text and metadata normalisation shared by the triggers */
 extern char *ds_trim(const char *s);
@@ -116,6 +120,8 @@ extern int64 ds_progress_latest(StreamProgress *progress);
 extern void ds_progress_record(StreamProgress *progress, int64 sequence,
 							   FrameStatus status, int32 latency_ms);
 extern void ds_progress_flush(void);
+extern void ds_stream_locktag(LOCKTAG *tag, const pg_uuid_t *stream_id,
+							  uint16 lock_class);
 extern void ds_stream_state_init(void);
 
 /* ingest.c: which element of an ingest() batch the frames trigger is on */

@@ -51,16 +51,6 @@ typedef struct FrameColumns
 static FrameColumns columns;
 static Datum empty_object = (Datum) 0;
 
-static int
-column(TupleDesc desc, const char *name)
-{
-	int			attnum = SPI_fnumber(desc, name);
-
-	if (attnum <= 0)
-		elog(ERROR, "datastreams.frames has no column \"%s\"", name);
-	return attnum - 1;
-}
-
 /* Attribute numbers never change for a given table, so look them up once */
 static const FrameColumns *
 frame_columns(Relation rel)
@@ -69,15 +59,15 @@ frame_columns(Relation rel)
 
 	if (columns.relid == RelationGetRelid(rel) && columns.natts == desc->natts)
 		return &columns;
-	columns.id = column(desc, "id");
-	columns.account_id = column(desc, "account_id");
-	columns.stream_id = column(desc, "stream_id");
-	columns.sequence = column(desc, "sequence");
-	columns.payload = column(desc, "payload");
-	columns.latency_ms = column(desc, "latency_ms");
-	columns.status = column(desc, "status");
-	columns.metadata = column(desc, "metadata");
-	columns.created_at = column(desc, "created_at");
+	columns.id = ds_column_index(desc, "frames", "id", true);
+	columns.account_id = ds_column_index(desc, "frames", "account_id", true);
+	columns.stream_id = ds_column_index(desc, "frames", "stream_id", true);
+	columns.sequence = ds_column_index(desc, "frames", "sequence", true);
+	columns.payload = ds_column_index(desc, "frames", "payload", true);
+	columns.latency_ms = ds_column_index(desc, "frames", "latency_ms", true);
+	columns.status = ds_column_index(desc, "frames", "status", true);
+	columns.metadata = ds_column_index(desc, "frames", "metadata", true);
+	columns.created_at = ds_column_index(desc, "frames", "created_at", true);
 	columns.natts = desc->natts;
 	columns.relid = RelationGetRelid(rel);
 	return &columns;

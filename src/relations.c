@@ -13,6 +13,7 @@
 #include "postgres.h"
 
 #include "catalog/namespace.h"
+#include "executor/spi.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 
@@ -76,6 +77,22 @@ relations_invalidate(Datum arg, Oid relid)
 		relid == relations.frames_stream_sequence_index ||
 		relid == relations.stream_state)
 		relations_valid = false;
+}
+
+/*
+ * Index (from 0) of a column in a tuple descriptor of one of the
+ * extension's tables; -1 when missing and not required.
+ */
+int
+ds_column_index(TupleDesc desc, const char *table, const char *name, bool required)
+{
+	int			attnum = SPI_fnumber(desc, name);
+
+	if (attnum > 0)
+		return attnum - 1;
+	if (required)
+		elog(ERROR, "datastreams.%s has no column \"%s\"", table, name);
+	return -1;
 }
 
 void

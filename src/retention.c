@@ -176,12 +176,8 @@ static bool
 claim_stream(const pg_uuid_t *stream_id)
 {
 	LOCKTAG		tag;
-	uint32		key1;
-	uint32		key2;
 
-	memcpy(&key1, stream_id->data, sizeof(key1));
-	memcpy(&key2, stream_id->data + UUID_LEN - sizeof(key2), sizeof(key2));
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, key1, key2, PRUNE_LOCK_CLASS);
+	ds_stream_locktag(&tag, stream_id, PRUNE_LOCK_CLASS);
 	return LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL;
 }
 

@@ -64,16 +64,28 @@ static bool progress_used = false;
 static List *savepoints = NIL;
 static SPIPlanPtr upsert_plan = NULL;
 
-static void
-lock_stream(const pg_uuid_t *stream_id)
+/*
+ * An advisory lock tag for a stream.  lock_class tells apart the writers'
+ * lock from the pruners' claim, and both from user advisory locks (which
+ * use 1 and 2 in the last field).
+ */
+void
+ds_stream_locktag(LOCKTAG *tag, const pg_uuid_t *stream_id, uint16 lock_class)
 {
-	LOCKTAG		tag;
 	uint32		key1;
 	uint32		key2;
 
 	memcpy(&key1, stream_id->data, sizeof(key1));
 	memcpy(&key2, stream_id->data + UUID_LEN - sizeof(key2), sizeof(key2));
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, key1, key2, STREAM_LOCK_CLASS);
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, key1, key2, lock_class);
+}
+
+static void
+lock_stream(const pg_uuid_t *stream_id)
+{
+	LOCKTAG		tag;
+
+	ds_stream_locktag(&tag, stream_id, STREAM_LOCK_CLASS);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 }
 

@@ -42,40 +42,21 @@ typedef struct StreamColumns
 	int			retention;		/* -1 before version 1.1 of the SQL */
 } StreamColumns;
 
-static int
-column(TupleDesc desc, const char *name)
-{
-	int			attnum = SPI_fnumber(desc, name);
-
-	if (attnum <= 0)
-		elog(ERROR, "datastreams.streams has no column \"%s\"", name);
-	return attnum - 1;
-}
-
-/* A column that older versions of the extension's SQL do not have, or -1 */
-static int
-optional_column(TupleDesc desc, const char *name)
-{
-	int			attnum = SPI_fnumber(desc, name);
-
-	return attnum > 0 ? attnum - 1 : -1;
-}
-
 static void
 stream_columns(TupleDesc desc, StreamColumns *c)
 {
-	c->id = column(desc, "id");
-	c->account_id = column(desc, "account_id");
-	c->name = column(desc, "name");
-	c->symbol = column(desc, "symbol");
-	c->description = column(desc, "description");
-	c->frequency = column(desc, "frequency");
-	c->sla_ms = column(desc, "sla_ms");
-	c->status = column(desc, "status");
-	c->metadata = column(desc, "metadata");
-	c->created_at = column(desc, "created_at");
-	c->updated_at = column(desc, "updated_at");
-	c->retention = optional_column(desc, "retention");
+	c->id = ds_column_index(desc, "streams", "id", true);
+	c->account_id = ds_column_index(desc, "streams", "account_id", true);
+	c->name = ds_column_index(desc, "streams", "name", true);
+	c->symbol = ds_column_index(desc, "streams", "symbol", true);
+	c->description = ds_column_index(desc, "streams", "description", true);
+	c->frequency = ds_column_index(desc, "streams", "frequency", true);
+	c->sla_ms = ds_column_index(desc, "streams", "sla_ms", true);
+	c->status = ds_column_index(desc, "streams", "status", true);
+	c->metadata = ds_column_index(desc, "streams", "metadata", true);
+	c->created_at = ds_column_index(desc, "streams", "created_at", true);
+	c->updated_at = ds_column_index(desc, "streams", "updated_at", true);
+	c->retention = ds_column_index(desc, "streams", "retention", false);
 }
 
 static Datum
