@@ -18,8 +18,10 @@
 #
 # Environment:
 #   BENCH_QUICK=1          1 run x 1 s per cell, 5*10^4 instead of 10^6 rows
-#   BENCH_RUNS=N           runs per cell (default 3; quick 1); the median is reported
-#   BENCH_SECONDS=N        seconds per pgbench run (default 5; quick 1)
+#   BENCH_RUNS=N           runs per cell (default 5; quick 1); the median is reported
+#                          (many short interleaved runs resist bursts of other load
+#                          on the machine better than a few long ones)
+#   BENCH_SECONDS=N        seconds per pgbench run (default 3; quick 1)
 #   BENCH_BIG=N            rows of the big stream and big statement (default 10^6;
 #                          quick 5*10^4); the smaller statement has a tenth of it
 #   BENCH_COPY_BATCHES=N   1000-row COPY statements per COPY run (default 50; quick 20)
@@ -50,8 +52,8 @@ if [ "$QUICK" = 1 ]; then
 	COPY_BATCHES=${BENCH_COPY_BATCHES:-20}
 	PROFILE=${BENCH_PROFILE:-0}
 else
-	RUNS=${BENCH_RUNS:-3}
-	DUR=${BENCH_SECONDS:-5}
+	RUNS=${BENCH_RUNS:-5}
+	DUR=${BENCH_SECONDS:-3}
 	BIG=${BENCH_BIG:-1000000}
 	COPY_BATCHES=${BENCH_COPY_BATCHES:-50}
 	PROFILE=${BENCH_PROFILE:-auto}
@@ -127,6 +129,19 @@ trap 'exit 143' TERM
 median() {
 	printf '%s\n' "$@" | { grep -E '^[0-9.eE+-]+$' || true; } | sort -g |
 		awk '{ a[NR] = $1 } END { if (NR == 0) print "NA"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# summarize KEY VALUES...: M[KEY] = their median, M[KEY.spread] = "min–max"
+# when there is more than one
+summarize() {
+	local key=$1 lo hi
+	shift
+	M[$key]=$(median "$@")
+	lo=""
+	hi=""
+	read -r lo hi < <(printf '%s\n' "$@" | { grep -E '^[0-9.eE+-]+$' || true; } | sort -g |
+		awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR > 1) print lo, hi }') || true
+	if [ -n "${lo:-}" ]; then M[$key.spread]="$(fmt "$lo")–$(fmt "$hi")"; fi
 }
 
 # a / b with 2 decimals; "" when either is missing
@@ -322,7 +337,7 @@ section_single() {
 	for cell in $SINGLE_CELLS; do
 		for v in $SINGLE_VARIANTS; do
 			# shellcheck disable=SC2086
-			M[single.$v.$cell]=$(median ${acc[$v.$cell]})
+			summarize "single.$v.$cell" ${acc[$v.$cell]}
 		done
 	done
 }
@@ -369,7 +384,7 @@ section_batch() {
 	done
 	for v in $variants; do
 		# shellcheck disable=SC2086
-		M[batch.insert.$v]=$(median ${acc[insert.$v]})
+		summarize "batch.insert.$v" ${acc[insert.$v]}
 	done
 	# what a frame id costs: the id default of every frames table here
 	for ((r = 1; r <= RUNS; r++)); do
@@ -379,15 +394,15 @@ section_batch() {
 		done
 	done
 	# shellcheck disable=SC2086
-	M[batch.uuid.v7]=$(median ${acc[uuid.datastreams.uuid_v7]})
+	summarize "batch.uuid.v7" ${acc[uuid.datastreams.uuid_v7]}
 	# shellcheck disable=SC2086
-	M[batch.uuid.pg]=$(median ${acc[uuid.gen_random_uuid]})
+	summarize "batch.uuid.pg" ${acc[uuid.gen_random_uuid]}
 	# shellcheck disable=SC2086
-	M[batch.copy.plain]=$(median ${acc[copy.bench.frames_plain]})
+	summarize "batch.copy.plain" ${acc[copy.bench.frames_plain]}
 	# shellcheck disable=SC2086
-	M[batch.copy.ds]=$(median ${acc[copy.datastreams.frames]})
+	summarize "batch.copy.ds" ${acc[copy.datastreams.frames]}
 	# shellcheck disable=SC2086
-	M[batch.copy.plpgsql]=$(median ${acc[copy.baseline.frames]})
+	summarize "batch.copy.plpgsql" ${acc[copy.baseline.frames]}
 }
 
 # --------------------------------------------------------------------------
@@ -477,7 +492,7 @@ section_notify() {
 	for mode in $NOTIFY_MODES; do
 		for k in tps p50 p99 recv frames; do
 			# shellcheck disable=SC2086
-			M[notify.$k.$mode]=$(median ${acc[$k.$mode]})
+			summarize "notify.$k.$mode" ${acc[$k.$mode]}
 		done
 	done
 }
@@ -595,7 +610,7 @@ section_reads() {
 	for q in latest list; do
 		for s in 1000 1001; do
 			# shellcheck disable=SC2086
-			M[reads.$q.$s]=$(median ${acc[$q.$s]})
+			summarize "reads.$q.$s" ${acc[$q.$s]}
 		done
 	done
 }
@@ -666,16 +681,21 @@ section_profile() {
 # The table
 # --------------------------------------------------------------------------
 ROWS=""
-# row SECTION WORKLOAD VARIANT CLIENTS VALUE UNIT RATIO AGAINST VS_PLPGSQL
-row() {
-	ROWS+="| $1 | $2 | $3 | $4 | $(fmt "$5") | $6 | $7 | $8 | $9 |"$'\n'
-}
 
 # m KEY: a measured median, NA when it was not measured
 m() { printf '%s' "${M[$1]:-NA}"; }
 
+# r A_KEY B_KEY: ratio of two measured medians
+r() { ratio "$(m "$1")" "$(m "$2")"; }
+
+# row SECTION WORKLOAD VARIANT CLIENTS KEY UNIT RATIO AGAINST VS_PLPGSQL
+row() {
+	local spread=${M[$5.spread]:-}
+	ROWS+="| $1 | $2 | $3 | $4 | $(fmt "$(m "$5")") | $spread | $6 | $7 | $8 | $9 |"$'\n'
+}
+
 build_table() {
-	local cell clients label p d c pl ref q mode rows k what
+	local cell clients label q mode rows k what n
 	if want 1; then
 		for cell in $SINGLE_CELLS; do
 			clients=${cell%%:*}
@@ -684,81 +704,78 @@ build_table() {
 			else
 				label="single-row ingest, a stream per client"
 			fi
-			p=$(m "single.plain.$cell")
-			d=$(m "single.ds_insert.$cell")
-			c=$(m "single.ds_create.$cell")
-			pl=$(m "single.plpgsql.$cell")
-			row 1 "$label" "plain table INSERT (ceiling)" "$clients" "$p" "tx/s" "1.00" "ceiling" ""
-			row 1 "$label" "**INSERT INTO datastreams.frames**" "$clients" "$d" "tx/s" "$(ratio "$d" "$p")" "ceiling" "$(ratio "$d" "$pl")"
-			row 1 "$label" "**SELECT datastreams.create_frame()**" "$clients" "$c" "tx/s" "$(ratio "$c" "$p")" "ceiling" "$(ratio "$c" "$pl")"
-			row 1 "$label" "PL/pgSQL trigger (baseline)" "$clients" "$pl" "tx/s" "$(ratio "$pl" "$p")" "ceiling" "1.00"
+			n=single.plain.$cell
+			row 1 "$label" "plain table INSERT (ceiling)" "$clients" "$n" "tx/s" "1.00" "ceiling" ""
+			for k in ds_insert ds_create; do
+				if [ $k = ds_insert ]; then what="**INSERT INTO datastreams.frames**"; else what="**SELECT datastreams.create_frame()**"; fi
+				row 1 "$label" "$what" "$clients" "single.$k.$cell" "tx/s" "$(r "single.$k.$cell" "$n")" "ceiling" \
+					"$(r "single.$k.$cell" "single.plpgsql.$cell")"
+			done
+			row 1 "$label" "PL/pgSQL trigger (baseline)" "$clients" "single.plpgsql.$cell" "tx/s" \
+				"$(r "single.plpgsql.$cell" "$n")" "ceiling" "1.00"
 		done
 	fi
 
 	if want 2; then
 		label="batch: 1000-row INSERT ... SELECT per transaction"
-		p=$(m batch.insert.plain)
-		d=$(m batch.insert.ds)
-		pl=$(m batch.insert.plpgsql)
-		row 2 "$label" "plain table (ceiling)" 1 "$p" "rows/s" "1.00" "ceiling" ""
-		row 2 "$label" "**datastreams.frames**" 1 "$d" "rows/s" "$(ratio "$d" "$p")" "ceiling" "$(ratio "$d" "$pl")"
-		row 2 "$label" "PL/pgSQL trigger (baseline)" 1 "$pl" "rows/s" "$(ratio "$pl" "$p")" "ceiling" "1.00"
+		row 2 "$label" "plain table (ceiling)" 1 batch.insert.plain "rows/s" "1.00" "ceiling" ""
+		row 2 "$label" "**datastreams.frames**" 1 batch.insert.ds "rows/s" "$(r batch.insert.ds batch.insert.plain)" "ceiling" \
+			"$(r batch.insert.ds batch.insert.plpgsql)"
+		row 2 "$label" "PL/pgSQL trigger (baseline)" 1 batch.insert.plpgsql "rows/s" \
+			"$(r batch.insert.plpgsql batch.insert.plain)" "ceiling" "1.00"
 		label="batch: 1000-row COPY per transaction (superuser)"
-		ref=$(m batch.copy.plain)
-		d=$(m batch.copy.ds)
-		pl=$(m batch.copy.plpgsql)
-		row 2 "$label" "COPY into plain table (ceiling)" 1 "$ref" "rows/s" "1.00" "plain COPY" ""
-		row 2 "$label" "**COPY into datastreams.frames**" 1 "$d" "rows/s" "$(ratio "$d" "$ref")" "plain COPY" "$(ratio "$d" "$pl")"
-		row 2 "$label" "COPY into PL/pgSQL baseline" 1 "$pl" "rows/s" "$(ratio "$pl" "$ref")" "plain COPY" "1.00"
-		label="frame id generation (the id default), SELECT count(f()) of $UUID_CALLS"
-		p=$(m batch.uuid.pg)
-		d=$(m batch.uuid.v7)
-		row 2 "$label" "gen_random_uuid() (PostgreSQL, v4)" 1 "$p" "µs/call" "1.00" "gen_random_uuid" ""
-		row 2 "$label" "**datastreams.uuid_v7()** (libuuid)" 1 "$d" "µs/call" "$(ratio "$d" "$p")" "gen_random_uuid" ""
+		row 2 "$label" "COPY into plain table (ceiling)" 1 batch.copy.plain "rows/s" "1.00" "plain COPY" ""
+		row 2 "$label" "**COPY into datastreams.frames**" 1 batch.copy.ds "rows/s" "$(r batch.copy.ds batch.copy.plain)" \
+			"plain COPY" "$(r batch.copy.ds batch.copy.plpgsql)"
+		row 2 "$label" "COPY into PL/pgSQL baseline" 1 batch.copy.plpgsql "rows/s" \
+			"$(r batch.copy.plpgsql batch.copy.plain)" "plain COPY" "1.00"
 		label="batch: datastreams.ingest(stream, 1000-frame jsonb) per transaction"
 		if [ "$HAVE_INGEST" = t ]; then
-			d=$(m batch.insert.ingest)
-			row 2 "$label" "**datastreams.ingest()**" 1 "$d" "rows/s" "$(ratio "$d" "$ref")" "plain COPY" "$(ratio "$d" "$(m batch.copy.plpgsql)")"
+			row 2 "$label" "**datastreams.ingest()**" 1 batch.insert.ingest "rows/s" \
+				"$(r batch.insert.ingest batch.copy.plain)" "plain COPY" "$(r batch.insert.ingest batch.copy.plpgsql)"
 		else
-			row 2 "$label" "**datastreams.ingest() — PLACEHOLDER: not implemented yet**" 1 "—" "rows/s" "" "plain COPY" ""
-	fi
+			M[placeholder]="—"
+			row 2 "$label" "**datastreams.ingest() — PLACEHOLDER: not implemented yet**" 1 placeholder "rows/s" "" "plain COPY" ""
+		fi
+		label="frame id generation (the id default), SELECT count(f()) of $UUID_CALLS"
+		row 2 "$label" "gen_random_uuid() (PostgreSQL, v4)" 1 batch.uuid.pg "µs/call" "1.00" "gen_random_uuid" ""
+		row 2 "$label" "**datastreams.uuid_v7()** (libuuid)" 1 batch.uuid.v7 "µs/call" "$(r batch.uuid.v7 batch.uuid.pg)" \
+			"gen_random_uuid" ""
 	fi
 	if want 5; then
 		label="batch: one INSERT ... SELECT of $BIG rows"
-		p=$(m "mem.plain.$BIG.rate")
-		d=$(m "mem.ds.$BIG.rate")
-		c=$(m "mem.plainfk.$BIG.rate")
-		row 2 "$label" "plain table (ceiling)" 1 "$p" "rows/s" "1.00" "ceiling" ""
-		row 2 "$label" "plain table + the foreign key to streams" 1 "$c" "rows/s" "$(ratio "$c" "$p")" "ceiling" ""
-		row 2 "$label" "**datastreams.frames**" 1 "$d" "rows/s" "$(ratio "$d" "$p")" "ceiling" ""
+		row 2 "$label" "plain table (ceiling)" 1 "mem.plain.$BIG.rate" "rows/s" "1.00" "ceiling" ""
+		row 2 "$label" "plain table + the foreign key to streams" 1 "mem.plainfk.$BIG.rate" "rows/s" \
+			"$(r "mem.plainfk.$BIG.rate" "mem.plain.$BIG.rate")" "ceiling" ""
+		row 2 "$label" "**datastreams.frames**" 1 "mem.ds.$BIG.rate" "rows/s" \
+			"$(r "mem.ds.$BIG.rate" "mem.plain.$BIG.rate")" "ceiling" ""
 	fi
 
 	if want 3; then
 		for q in latest list; do
 			if [ $q = latest ]; then label="read: datastreams.latest_frame()"; else label="read: datastreams.list_frames(limit 25)"; fi
-			p=$(m "reads.$q.1000")
-			d=$(m "reads.$q.1001")
-			row 3 "$label" "stream with $(m reads.count.1000) frames" 1 "$p" "ms/call" "1.00" "small stream" ""
-			row 3 "$label" "stream with $(m reads.count.1001) frames" 1 "$d" "ms/call" "$(ratio "$d" "$p")" "small stream" ""
+			row 3 "$label" "stream with $(m reads.count.1000) frames" 1 "reads.$q.1000" "ms/call" "1.00" "small stream" ""
+			row 3 "$label" "stream with $(m reads.count.1001) frames" 1 "reads.$q.1001" "ms/call" \
+				"$(r "reads.$q.1001" "reads.$q.1000")" "small stream" ""
 		done
 	fi
 
 	if want 4; then
 		label="8 single-row writers (a stream each) + 1 LISTEN client"
-		p=$(m notify.tps.off)
-		d=$(m notify.tps.on)
-		row 4 "$label" "notifications off (notify_queue_limit = 0)" 8 "$p" "tx/s" "1.00" "off" ""
-		row 4 "$label" "**notifications on** (default: NOTIFY at commit)" 8 "$d" "tx/s" "$(ratio "$d" "$p")" "off" ""
+		row 4 "$label" "notifications off (notify_queue_limit = 0)" 8 notify.tps.off "tx/s" "1.00" "off" ""
+		row 4 "$label" "**notifications on** (default: NOTIFY at commit)" 8 notify.tps.on "tx/s" \
+			"$(r notify.tps.on notify.tps.off)" "off" ""
 		if [[ " $NOTIFY_MODES " = *" worker "* ]]; then
-			d=$(m notify.tps.worker)
-			row 4 "$label" "**notifications via the notify worker** (notify_via_worker = on)" 8 "$d" "tx/s" "$(ratio "$d" "$p")" "off" ""
-	fi
-	for mode in $NOTIFY_MODES; do
-		[ "$mode" = off ] && continue
-		if [ "$mode" = on ]; then label="notification delay, INSERT → receipt, NOTIFY at commit"; else label="notification delay, INSERT → receipt, notify worker"; fi
-		row 4 "$label" "p50 ($(m "notify.recv.$mode") notifications for $(m "notify.frames.$mode") frames)" 8 "$(m "notify.p50.$mode")" "ms" "" "" ""
-		row 4 "$label" "p99" 8 "$(m "notify.p99.$mode")" "ms" "" "" ""
-	done
+			row 4 "$label" "**notifications via the notify worker** (notify_via_worker = on)" 8 notify.tps.worker "tx/s" \
+				"$(r notify.tps.worker notify.tps.off)" "off" ""
+		fi
+		for mode in $NOTIFY_MODES; do
+			[ "$mode" = off ] && continue
+			if [ "$mode" = on ]; then label="notification delay, INSERT → receipt, NOTIFY at commit"; else label="notification delay, INSERT → receipt, notify worker"; fi
+			row 4 "$label" "p50 ($(fmt "$(m "notify.recv.$mode")") notifications for $(fmt "$(m "notify.frames.$mode")") frames)" 8 \
+				"notify.p50.$mode" "ms" "" "" ""
+			row 4 "$label" "p99" 8 "notify.p99.$mode" "ms" "" "" ""
+		done
 	fi
 
 	if want 5; then
@@ -766,12 +783,11 @@ build_table() {
 			label="backend memory after one INSERT ... SELECT of $rows rows"
 			for k in hwm anon; do
 				if [ $k = hwm ]; then what="peak RSS (VmHWM)"; else what="peak private RSS (RssAnon)"; fi
-				p=$(m "mem.plain.$rows.$k")
-				c=$(m "mem.plainfk.$rows.$k")
-				d=$(m "mem.ds.$rows.$k")
-				row 5 "$label" "$what, plain table" 1 "$p" "MiB" "1.00" "plain" ""
-				row 5 "$label" "$what, plain table + the foreign key" 1 "$c" "MiB" "$(ratio "$c" "$p")" "plain" ""
-				row 5 "$label" "**$what, datastreams.frames**" 1 "$d" "MiB" "$(ratio "$d" "$p")" "plain" ""
+				row 5 "$label" "$what, plain table" 1 "mem.plain.$rows.$k" "MiB" "1.00" "plain" ""
+				row 5 "$label" "$what, plain table + the foreign key" 1 "mem.plainfk.$rows.$k" "MiB" \
+					"$(r "mem.plainfk.$rows.$k" "mem.plain.$rows.$k")" "plain" ""
+				row 5 "$label" "**$what, datastreams.frames**" 1 "mem.ds.$rows.$k" "MiB" \
+					"$(r "mem.ds.$rows.$k" "mem.plain.$rows.$k")" "plain" ""
 			done
 		done
 	fi
@@ -810,8 +826,8 @@ write_results() {
 		echo "- Section 4: notifications off = \`ALTER SYSTEM SET datastreams.notify_queue_limit = 0\` (+ \`log_min_messages = error\` to keep the per-transaction WARNING out of the log), reloaded; the notify worker mode (when the extension has it) = \`ALTER SYSTEM SET datastreams.notify_via_worker = on\`. The delay is measured by a libpq listener (\`test/bench/notify_delay.c\`) from the INSERT of the oldest frame a notification announces — the \`clock_timestamp()\` the writer put in the payload, or for payload-less wake-ups the trigger-generated sequence (Unix ns at INSERT) — to receipt, so it includes the commit (WAL flush and any wait for the notify lock); medians over runs of each run's p50/p99."
 		echo "- Section 5: VmHWM of the backend (includes the shared buffers it touched) read from /proc after the statement; RssAnon (private memory) sampled every 20 ms during it. \"Plain table + the foreign key\" is the ceiling with the frames table's foreign key to streams (\`bench.frames_plain_fk\`): what PostgreSQL itself spends per row on the RI check and its after-trigger queue."
 		echo
-		echo "| # | workload | variant | clients | median | unit | ratio | against | × PL/pgSQL |"
-		echo "|---|---|---|---:|---:|---|---:|---|---:|"
+		echo "| # | workload | variant | clients | median | runs: min–max | unit | ratio | against | × PL/pgSQL |"
+		echo "|---|---|---|---:|---:|---:|---|---:|---|---:|"
 		printf '%s' "$ROWS"
 		if [ -n "$PROFILE_TEXT" ]; then
 			echo
