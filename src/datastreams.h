@@ -63,6 +63,7 @@ typedef struct DsRelations
 	Oid			frames;
 	Oid			frames_stream_sequence_index;
 	Oid			stream_state;
+	Oid			stream_state_pkey;
 } DsRelations;
 
 extern const DsRelations *ds_relations(void);

@@ -57,6 +57,7 @@ ds_relations(void)
 	relations.frames = lookup_relation("frames");
 	relations.frames_stream_sequence_index = lookup_relation("frames_stream_sequence_key");
 	relations.stream_state = lookup_relation("stream_state");
+	relations.stream_state_pkey = lookup_relation("stream_state_pkey");
 	relations_valid = true;
 	return &relations;
 }
@@ -75,7 +76,8 @@ relations_invalidate(Datum arg, Oid relid)
 		relid == relations.streams_pkey ||
 		relid == relations.frames ||
 		relid == relations.frames_stream_sequence_index ||
-		relid == relations.stream_state)
+		relid == relations.stream_state ||
+		relid == relations.stream_state_pkey)
 		relations_valid = false;
 }
 
