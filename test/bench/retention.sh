@@ -375,9 +375,10 @@ report() {
 	if [ -n "$WORKLOADS" ]; then
 		echo
 		echo "The CPU columns count the server's processes only (backends, the prune"
-		echo "worker, autovacuum, WAL writer...), from the start of a run until 3 s after"
-		echo "it (plus the worker interval); their ratio is the throughput ratio to expect when the server's CPU is"
-		echo "the bottleneck, and unlike frames/s it hardly depends on other load."
+		echo "worker, autovacuum, WAL writer...), from the start of a run until 3 s plus"
+		echo "the worker interval after it; their ratio is the throughput ratio to expect"
+		echo "when the server's CPU is the bottleneck, and unlike frames/s it hardly"
+		echo "depends on other load on the machine."
 	fi
 }
 
