@@ -815,7 +815,7 @@ write_results() {
 	{
 		echo "# datastreams benchmark results"
 		echo
-		echo "Made by \`$([ "$QUICK" = 1 ] && printf 'BENCH_QUICK=1 ')test/bench/run.sh\` (as $(id -un)) on $finished, started $started; $commit."
+		echo "Made by \`$(env | grep -E '^BENCH_[A-Z_]+=' | grep -vE '^BENCH_(OUT|LABEL)=' | sort | sed 's/$/ /' | tr -d '\n')test/bench/run.sh\` (as $(id -un)) on $finished, started $started; $commit."
 		echo
 		echo "- Machine: $(nproc) cores ($cpu), $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r); load average at start $LOAD_START, at the end $(cut -d' ' -f1-3 /proc/loadavg) (anything else running on the machine skews the numbers)"
 		echo "- PostgreSQL $version, a fresh cluster (initdb --no-locale, database \`postgres\`) with default settings except \`shared_preload_libraries\`: $settings"
