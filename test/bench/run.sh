@@ -13,8 +13,10 @@
 # a header naming the machine and settings, to test/bench/results.md.
 #
 # When scripts/lib.sh exists and we are root, it first installs missing
-# packages and builds + installs the extension from this tree (skip with
-# BENCH_SKIP_BUILD=1); otherwise the installed extension is used.
+# packages (scripts/lib.sh), builds the extension from this tree and installs
+# it into a private copy of the PostgreSQL installation in its scratch
+# directory (the system's installation is left alone); with BENCH_SKIP_BUILD=1,
+# or otherwise, the extension installed in PostgreSQL's directories is used.
 #
 # Environment:
 #   BENCH_QUICK=1          1 run x 1 s per cell, 5*10^4 instead of 10^6 rows
@@ -32,7 +34,7 @@
 #                          listens on a private Unix socket only)
 #   BENCH_OUT=FILE         results file (default test/bench/results.md)
 #   BENCH_KEEP=1           keep the scratch directory (cluster, logs)
-#   BENCH_SKIP_BUILD=1     do not install packages or build/install
+#   BENCH_SKIP_BUILD=1     do not install packages or build; use the installed extension
 #   BENCH_LABEL=TEXT       appended to the results header (e.g. what was built)
 #   BENCH_PGBIN=DIR        PostgreSQL bin directory (default /usr/lib/postgresql/15/bin;
 #                          e.g. a DESTDIR copy with another build of the extension)
@@ -73,6 +75,7 @@ export PGOPTIONS="-c baseline.account_id=bench"
 
 WORK=""
 BUILT_HERE=0
+BUILD_COMMIT=""
 BG_PIDS=()
 FAILED=0
 
@@ -165,14 +168,46 @@ declare -A M		# measured medians, by key
 # Cluster
 # --------------------------------------------------------------------------
 
+make_workdir() {
+	WORK=$(mktemp -d /var/tmp/datastreams-bench.XXXXXX)
+	chmod 755 "$WORK"
+	if [ "$(id -u)" -eq 0 ]; then chown postgres: "$WORK"; fi
+	: >"$WORK/bench.log"
+	chmod 666 "$WORK/bench.log"
+	say "scratch directory $WORK"
+}
+
+# Build the extension from this tree and install it into a private copy of
+# the PostgreSQL 15 installation in the scratch directory, so that the run
+# measures exactly this tree, unaffected by (and not affecting) anyone else
+# installing the extension meanwhile, and perf can resolve its symbols.
+private_build() {
+	local inst=$WORK/install sys_lib=/usr/lib/postgresql/15 sys_share=/usr/share/postgresql/15
+	BUILD_COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+	if [ -n "$(git -C "$ROOT" status --porcelain -- src sql Makefile 2>/dev/null)" ]; then
+		BUILD_COMMIT+=" + uncommitted changes"
+	fi
+	say "building the extension from $ROOT ($BUILD_COMMIT) into $inst"
+	make -C "$ROOT" -s -j"$(nproc)" PG_CONFIG="$sys_lib/bin/pg_config" >>"$WORK/bench.log" 2>&1 ||
+		die "the build failed (see $WORK/bench.log)"
+	mkdir -p "$inst/usr/lib/postgresql" "$inst/usr/share/postgresql"
+	cp -a "$sys_lib" "$inst/usr/lib/postgresql/"
+	cp -a "$sys_share" "$inst/usr/share/postgresql/"
+	rm -f "$inst$sys_lib/lib/datastreams.so" "$inst$sys_share/extension/datastreams"*
+	make -C "$ROOT" -s install DESTDIR="$inst" PG_CONFIG="$sys_lib/bin/pg_config" >>"$WORK/bench.log" 2>&1 ||
+		die "make install DESTDIR=$inst failed (see $WORK/bench.log)"
+	PGBIN=$inst$sys_lib/bin
+	PG_CONFIG=$PGBIN/pg_config
+	BUILT_HERE=1
+}
+
 prepare() {
 	if [ "${BENCH_SKIP_BUILD:-0}" != 1 ] && [ -z "${BENCH_PGBIN:-}" ] && [ -f "$ROOT/scripts/lib.sh" ] &&
 		[ "$(id -u)" -eq 0 ]; then
 		# shellcheck source=/dev/null
 		. "$ROOT/scripts/lib.sh"
 		ds_ensure_packages >&2
-		ds_build_install >&2
-		BUILT_HERE=1
+		private_build
 	fi
 	[ -x "$PGBIN/postgres" ] || die "PostgreSQL 15 is not installed ($PGBIN)"
 	[ -x "$PGBIN/pgbench" ] || die "pgbench is not installed ($PGBIN/pgbench)"
@@ -185,12 +220,6 @@ prepare() {
 }
 
 start_cluster() {
-	WORK=$(mktemp -d /var/tmp/datastreams-bench.XXXXXX)
-	chmod 755 "$WORK"
-	if [ "$(id -u)" -eq 0 ]; then chown postgres: "$WORK"; fi
-	: >"$WORK/bench.log"
-	chmod 666 "$WORK/bench.log"
-	say "scratch directory $WORK"
 	as_pg "$PGBIN/initdb" -D "$WORK/data" -U postgres -A trust -E UTF8 --no-locale \
 		>"$WORK/initdb.log" 2>&1 || { cat "$WORK/initdb.log" >&2; die "initdb failed"; }
 	cat >>"$WORK/data/postgresql.conf" <<-EOF
@@ -805,8 +834,7 @@ write_results() {
 		               'datastreams.notify_queue_limit')")
 	cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 	if [ "$BUILT_HERE" = 1 ]; then
-		commit="extension built from this tree at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-		if [ -n "$(git -C "$ROOT" status --porcelain -- src sql 2>/dev/null)" ]; then commit+=" + uncommitted changes in src/ or sql/"; fi
+		commit="extension built from this tree at $BUILD_COMMIT"
 	else
 		commit="extension as installed in $("$PG_CONFIG" --pkglibdir) (datastreams.so of $(date -u -r "$("$PG_CONFIG" --pkglibdir)/datastreams.so" '+%Y-%m-%d %H:%M UTC'))"
 	fi
@@ -849,6 +877,7 @@ main() {
 	started=$(date -u '+%H:%M UTC')
 	LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 	t0=$(date +%s)
+	make_workdir
 	prepare
 	start_cluster
 	build_listener
