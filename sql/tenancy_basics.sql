@@ -206,6 +206,27 @@ SELECT account_id, count(*) AS frames, max(sequence) AS top FROM datastreams.fra
  WHERE account_id LIKE 'tb%' GROUP BY account_id ORDER BY account_id;
 
 --
+-- Parallel queries: the policies call current_account() in parallel
+-- workers too, which must answer from the query's snapshot
+--
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+SET min_parallel_table_scan_size = 0;
+SET max_parallel_workers_per_gather = 2;
+SET parallel_leader_participation = off;
+SET ROLE regress_tenancy_basics_a;
+EXPLAIN (COSTS OFF) SELECT count(*) FROM datastreams.frames;
+SELECT count(*) > 0 AS sees_frames, bool_and(account_id = datastreams.current_account()) AS only_its_own
+  FROM datastreams.frames;
+SELECT count(*) > 0 AS sees_streams FROM datastreams.streams;
+RESET ROLE;
+RESET parallel_setup_cost;
+RESET parallel_tuple_cost;
+RESET min_parallel_table_scan_size;
+RESET max_parallel_workers_per_gather;
+RESET parallel_leader_participation;
+
+--
 -- Clean up
 --
 DELETE FROM datastreams.streams WHERE account_id IN ('tb_a', 'tb_b');

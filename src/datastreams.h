@@ -12,6 +12,7 @@
 #include "nodes/pg_list.h"
 #include "storage/lock.h"
 #include "utils/jsonb.h"
+#include "utils/snapshot.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -68,6 +69,7 @@ typedef struct DsRelations
 
 extern const DsRelations *ds_relations(void);
 extern void ds_relations_init(void);
+extern Snapshot ds_cache_snapshot(void);
 extern int	ds_column_index(TupleDesc desc, const char *table, const char *name,
 							bool required);
 

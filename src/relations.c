@@ -12,10 +12,12 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "executor/spi.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 
 #include "datastreams.h"
 
@@ -95,6 +97,22 @@ ds_column_index(TupleDesc desc, const char *table, const char *name, bool requir
 	if (required)
 		elog(ERROR, "datastreams.%s has no column \"%s\"", table, name);
 	return -1;
+}
+
+/*
+ * The snapshot the caches read the extension's tables with: the latest
+ * committed state, so that a cached answer stays right after the
+ * transaction that computed it.  A parallel query may not take a new
+ * snapshot (current_account() runs in parallel workers, through the
+ * row-level security policies), so there the query's own snapshot is
+ * used, and callers must not keep the answer past the transaction.
+ */
+Snapshot
+ds_cache_snapshot(void)
+{
+	if (IsInParallelMode())
+		return RegisterSnapshot(GetActiveSnapshot());
+	return RegisterSnapshot(GetLatestSnapshot());
 }
 
 void

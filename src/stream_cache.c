@@ -20,6 +20,7 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
@@ -88,7 +89,7 @@ fetch_stream(const pg_uuid_t *stream_id, CachedStream *out)
 	Snapshot	snapshot;
 	bool		found = false;
 
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	snapshot = ds_cache_snapshot();
 	rel = table_open(rels->streams, AccessShareLock);
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(stream_id));
 	scan = systable_beginscan(rel, rels->streams_pkey, true, snapshot, 1, &key);
@@ -145,6 +146,16 @@ ds_lookup_stream(const pg_uuid_t *stream_id)
 		stream_cache_create();
 		if (!fetch_stream(stream_id, &fetched))
 			return NULL;
+	}
+
+	/* an answer read with a parallel query's snapshot is not kept */
+	if (IsInParallelMode())
+	{
+		static CachedStream uncached;
+
+		uncached = fetched;
+		memcpy(&uncached.id, stream_id, sizeof(pg_uuid_t));
+		return &uncached;
 	}
 
 	entry = hash_search(stream_cache, stream_id, HASH_ENTER, &found);

@@ -20,6 +20,7 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/pg_namespace.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
@@ -49,6 +50,7 @@ typedef struct RoleTenancy
 	bool		trusted;		/* trusted application role (or admin) */
 	bool		bypass_rls;
 	char	   *verified_account;	/* last account found to exist */
+	bool		from_parallel;	/* read with a query snapshot: forget at xact end */
 } RoleTenancy;
 
 static RoleTenancy tenancy;
@@ -89,7 +91,7 @@ lookup_bound_account(Oid roleid)
 	Snapshot	snapshot;
 	char	   *account = NULL;
 
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	snapshot = ds_cache_snapshot();
 	rel = table_open(rels->accounts, AccessShareLock);
 	ScanKeyInit(&key, Anum_accounts_role, BTEqualStrategyNumber, F_OIDEQ,
 				ObjectIdGetDatum(roleid));
@@ -119,7 +121,7 @@ lookup_trusted(Oid roleid)
 	Snapshot	snapshot;
 	bool		trusted = false;
 
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	snapshot = ds_cache_snapshot();
 	rel = table_open(rels->trusted_roles, AccessShareLock);
 	scan = systable_beginscan(rel, InvalidOid, false, snapshot, 0, NULL);
 	while (!trusted && HeapTupleIsValid(tuple = systable_getnext(scan)))
@@ -171,6 +173,7 @@ current_tenancy(void)
 	tenancy.admin = lookup_admin(roleid);
 	tenancy.trusted = tenancy.admin || lookup_trusted(roleid);
 	tenancy.bypass_rls = has_bypassrls_privilege(roleid);
+	tenancy.from_parallel = IsInParallelMode();
 	tenancy.valid = true;
 	return &tenancy;
 }
@@ -221,7 +224,7 @@ account_exists(const char *account)
 	Snapshot	snapshot;
 	bool		found;
 
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	snapshot = ds_cache_snapshot();
 	rel = table_open(rels->accounts, AccessShareLock);
 	ScanKeyInit(&key, Anum_accounts_id, BTEqualStrategyNumber, F_TEXTEQ,
 				CStringGetTextDatum(account));
@@ -332,9 +335,17 @@ datastreams_tenancy_changed(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
+static void
+tenancy_xact_callback(XactEvent event, void *arg)
+{
+	if (tenancy.from_parallel)
+		tenancy.valid = false;
+}
+
 void
 ds_tenancy_init(void)
 {
+	RegisterXactCallback(tenancy_xact_callback, NULL);
 	CacheRegisterRelcacheCallback(tenancy_relcache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, tenancy_syscache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHOID, tenancy_syscache_callback, (Datum) 0);
