@@ -21,7 +21,6 @@
 #include "access/xact.h"
 #include "catalog/pg_collation.h"
 #include "commands/trigger.h"
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/formatting.h"

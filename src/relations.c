@@ -64,13 +64,16 @@ ds_relations(void)
 	return &relations;
 }
 
-static void
-relations_invalidate(Datum arg, Oid relid)
+/*
+ * Does a relcache invalidation for relid concern the extension's tables?
+ * Callable from invalidation callbacks: no catalog access.
+ */
+bool
+ds_is_extension_relation(Oid relid)
 {
-	if (!relations_valid)
-		return;
-	if (!OidIsValid(relid) ||
-		relid == relations.accounts ||
+	if (!relations_valid || !OidIsValid(relid))
+		return true;
+	return relid == relations.accounts ||
 		relid == relations.accounts_pkey ||
 		relid == relations.accounts_role_index ||
 		relid == relations.trusted_roles ||
@@ -79,7 +82,13 @@ relations_invalidate(Datum arg, Oid relid)
 		relid == relations.frames ||
 		relid == relations.frames_stream_sequence_index ||
 		relid == relations.stream_state ||
-		relid == relations.stream_state_pkey)
+		relid == relations.stream_state_pkey;
+}
+
+static void
+relations_invalidate(Datum arg, Oid relid)
+{
+	if (relations_valid && ds_is_extension_relation(relid))
 		relations_valid = false;
 }
 

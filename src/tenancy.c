@@ -68,10 +68,9 @@ tenancy_reset(void)
 static void
 tenancy_relcache_callback(Datum arg, Oid relid)
 {
-	if (!tenancy.valid)
-		return;
-	/* ds_relations() may not be usable here; compare lazily by clearing */
-	tenancy.valid = false;
+	/* accounts and trusted_roles send one on every change */
+	if (tenancy.valid && ds_is_extension_relation(relid))
+		tenancy.valid = false;
 }
 
 static void
