@@ -19,8 +19,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-require "$FindBin::RealBin/listen_helper.pm";
-ListenHelper->import;
+use ListenHelper;
 
 my $json = JSON::PP->new->canonical;
 

@@ -20,8 +20,7 @@ use Test::More;
 use POSIX ();
 use Time::HiRes qw(sleep);
 
-require "$FindBin::RealBin/listen_helper.pm";
-ListenHelper->import;
+use ListenHelper;
 
 my $node = new_ds_node('delivery');
 my $writer = 'regress_delivery_writer';    # bound to the account

@@ -18,8 +18,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-require "$FindBin::RealBin/listen_helper.pm";
-ListenHelper->import;
+use ListenHelper;
 
 my $node = new_ds_node('notify_worker');
 my $owner = 'regress_worker_owner';

@@ -43,7 +43,7 @@
 #include "libpq-fe.h"
 
 #define PROGNAME			"datastreams-listen"
-#define VERSION_STRING		PROGNAME " (datastreams) 1.0"
+#define VERSION_STRING		PROGNAME " (datastreams) " DS_VERSION
 
 /* Rows asked of frames_since() per call; the server caps it at this too. */
 #define FETCH_LIMIT			10000

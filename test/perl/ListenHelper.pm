@@ -1,12 +1,12 @@
 #-------------------------------------------------------------------------
 #
-# listen_helper.pm
+# ListenHelper.pm
 #	  Shared code of the LISTEN and delivery TAP tests (030_listen.pl,
 #	  040_delivery.pl): a node with the extension preloaded, the
 #	  datastreams-listen client run in the background with its output in a
 #	  file, and the comparison of that output with the frames table.
 #
-# Loaded with require "$FindBin::RealBin/listen_helper.pm"; not a test.
+# Loaded with "use ListenHelper;" (test/perl is on prove's include path); not a test.
 #
 #-------------------------------------------------------------------------
 package ListenHelper;
