@@ -9,9 +9,13 @@
 # Constants
 # --------------------------------------------------------------------------
 DS_PG_MAJOR=15
-DS_PGBIN=/usr/lib/postgresql/${DS_PG_MAJOR}/bin
+# DATASTREAMS_PG_ROOT=DIR: build, install and test in a private copy of the
+# PostgreSQL installation under DIR (made on first use; PostgreSQL's Debian
+# build is relocatable), leaving the system's extension directories alone.
+DS_PG_ROOT=${DATASTREAMS_PG_ROOT:-}
+DS_PGBIN=${DS_PG_ROOT}/usr/lib/postgresql/${DS_PG_MAJOR}/bin
 DS_PG_CONFIG=${DS_PGBIN}/pg_config
-DS_PGXS_DIR=/usr/lib/postgresql/${DS_PG_MAJOR}/lib/pgxs
+DS_PGXS_DIR=${DS_PG_ROOT}/usr/lib/postgresql/${DS_PG_MAJOR}/lib/pgxs
 DS_PG_REGRESS=${DS_PGXS_DIR}/src/test/regress/pg_regress
 DS_PG_ISOLATION_REGRESS=${DS_PGXS_DIR}/src/test/isolation/pg_isolation_regress
 DS_PG_PERL_LIB=${DS_PGXS_DIR}/src/test/perl
@@ -28,6 +32,13 @@ DS_PACKAGES=(
 	prometheus
 	prometheus-postgres-exporter
 	postgresql-15-cron
+	libmicrohttpd-dev
+	curl
+	chromium
+	postgresql-15-plproxy
+	pgbouncer
+	postgresql-15-auto-failover
+	libjson-perl
 )
 
 # Repository root, derived from this file's location (scripts/lib.sh).
@@ -120,6 +131,12 @@ ds_give_to_pg() {
 # --------------------------------------------------------------------------
 ds_build_install() {
 	local jobs
+	if [ -n "$DS_PG_ROOT" ] && [ ! -x "$DS_PG_CONFIG" ]; then
+		ds_info "private copy of PostgreSQL $DS_PG_MAJOR in $DS_PG_ROOT"
+		mkdir -p "$DS_PG_ROOT/usr/lib/postgresql" "$DS_PG_ROOT/usr/share/postgresql"
+		cp -a "/usr/lib/postgresql/$DS_PG_MAJOR" "$DS_PG_ROOT/usr/lib/postgresql/"
+		cp -a "/usr/share/postgresql/$DS_PG_MAJOR" "$DS_PG_ROOT/usr/share/postgresql/"
+	fi
 	jobs=$(nproc 2>/dev/null || echo 2)
 	ds_info "building (make -j$jobs PG_CONFIG=$DS_PG_CONFIG)"
 	make -C "$DS_ROOT" -s -j"$jobs" PG_CONFIG="$DS_PG_CONFIG"
