@@ -98,6 +98,7 @@ typedef struct CachedStream
 } CachedStream;
 
 extern CachedStream *ds_lookup_stream(const pg_uuid_t *stream_id);
+extern void ds_stream_changed(const pg_uuid_t *stream_id);
 extern void ds_stream_cache_init(void);
 
 /* stream_state.c: per-transaction sequence tracking and the latest pointer */

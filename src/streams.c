@@ -18,7 +18,6 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/formatting.h"
-#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
@@ -152,16 +151,27 @@ datastreams_streams_trigger(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("datastreams_streams_trigger: must be fired before each row")));
 
-	/* Every backend's stream cache forgets streams when this commits */
-	CacheInvalidateRelcache(trigdata->tg_relation);
+	inserting = TRIGGER_FIRED_BY_INSERT(trigdata->tg_event);
+	desc = RelationGetDescr(trigdata->tg_relation);
+	stream_columns(desc, &c);
+
+	/*
+	 * Every backend's stream cache forgets this stream (and only it) when
+	 * the change commits.  A new stream needs nothing: a miss is not cached.
+	 */
+	if (!inserting)
+	{
+		bool		isnull;
+		Datum		id = heap_getattr(trigdata->tg_trigtuple, c.id + 1, desc, &isnull);
+
+		if (!isnull)
+			ds_stream_changed(DatumGetUUIDP(id));
+	}
 
 	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
 		return PointerGetDatum(trigdata->tg_trigtuple);
 
-	inserting = TRIGGER_FIRED_BY_INSERT(trigdata->tg_event);
 	tuple = inserting ? trigdata->tg_trigtuple : trigdata->tg_newtuple;
-	desc = RelationGetDescr(trigdata->tg_relation);
-	stream_columns(desc, &c);
 
 	values = palloc(sizeof(Datum) * desc->natts);
 	nulls = palloc(sizeof(bool) * desc->natts);
