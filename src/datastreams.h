@@ -160,6 +160,7 @@ extern void ds_logs_init(void);
 	} while (0)
 
 /* retention.c, prune_worker.c: prune() and its per-database worker */
+extern int	ds_prune_batch_size(void);
 extern void ds_retention_init(void);
 extern void ds_prune_worker_init(void);
 
