@@ -67,6 +67,10 @@ static bool ledger_used = false;
 static int	streams_in_use = 0;
 
 static LedgerChange *changes = NULL;	/* in TopTransactionContext */
+
+/* The streams handed to the bus before commit, handed to it again after */
+static LedgerStream **committing = NULL;
+static int	ncommitting = 0;
 static int	changes_allocated = 0;
 static ChangesTally changes_tally;
 
@@ -256,7 +260,8 @@ ds_ledger_stream_changed(const pg_uuid_t *stream_id, const char *account_id,
 }
 
 /*
- * The streams the transaction wrote frames to, in a palloc'd array.
+ * The streams the transaction wrote frames to, in an array that lasts as
+ * long as the transaction.
  */
 LedgerStream **
 ds_ledger_streams(int *count)
@@ -269,7 +274,8 @@ ds_ledger_streams(int *count)
 	*count = 0;
 	if (!ledger_used || streams == NULL)
 		return NULL;
-	result = palloc(sizeof(LedgerStream *) * Max(streams_in_use, 1));
+	result = MemoryContextAlloc(TopTransactionContext,
+								sizeof(LedgerStream *) * Max(streams_in_use, 1));
 	hash_seq_init(&seq, streams);
 	while ((entry = hash_seq_search(&seq)) != NULL)
 		if (entry->in_use && entry->t.count > 0)
@@ -330,6 +336,8 @@ ledger_reset(void)
 	LedgerStream *entry;
 
 	/* the rest lived in TopTransactionContext */
+	committing = NULL;
+	ncommitting = 0;
 	undo = NULL;
 	undo_depth = undo_allocated = 0;
 	accounts = NULL;
@@ -355,23 +363,19 @@ ledger_reset(void)
 static void
 ledger_xact_callback(XactEvent event, void *arg)
 {
-	int			nstreams = 0;
-	LedgerStream **written = NULL;
-
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
 			if (!ledger_used)
 				break;
-			written = ds_ledger_streams(&nstreams);
-			if (nstreams > 0 && !ds_bus_pre_commit(written, nstreams))
-				ds_fold_stream_states(written, nstreams);
+			committing = ds_ledger_streams(&ncommitting);
+			if (ncommitting > 0 && !ds_bus_pre_commit(committing, ncommitting))
+				ds_fold_stream_states(committing, ncommitting);
 			break;
 		case XACT_EVENT_COMMIT:
 			if (ledger_used)
 			{
-				written = ds_ledger_streams(&nstreams);
-				ds_bus_commit(written, nstreams);
+				ds_bus_commit(committing, ncommitting);
 				ds_metrics_commit();
 				ds_log_changes();
 			}

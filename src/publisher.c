@@ -169,7 +169,7 @@ ds_publisher_usable(void)
 /*
  * Announce, as batch wake-ups, what is in the ring: the writer that calls
  * this is about to notify itself, and must not overtake earlier frames.
- * Waits (at most the publisher timeout) for a batch the publisher is
+ * Waits (at most the publisher timeout) for a batch a live publisher is
  * announcing to commit first.
  */
 static void
@@ -184,8 +184,9 @@ take_over(PublisherRing *ring)
 	{
 		bool		busy;
 
+		/* a stuck publisher's batch is not waited for: it may never commit */
 		LWLockAcquire(ds_workers_lock(), LW_SHARED);
-		busy = ring->committed < ring->tail && ring->latch != NULL;
+		busy = ring->committed < ring->tail && ring_alive(ring);
 		LWLockRelease(ds_workers_lock());
 		if (!busy || TimestampDifferenceExceeds(start, GetCurrentTimestamp(), publisher_timeout))
 			break;
