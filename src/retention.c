@@ -234,12 +234,12 @@ prepare_plans(void)
 							   1, streams_args);
 
 	/*
-	 * The highest frame the stream's counters have counted: never above its
-	 * latest frame, and frames above it stay until the counters include
-	 * them.
+	 * The highest frame the stream's counters have counted (its
+	 * latest_sequence; before 1.2, the latest frame): never above its latest
+	 * frame, and frames above it stay until the counters include them.
 	 */
 	if (counted_plan == NULL)
-		counted_plan = prepare("SELECT st.counted_through FROM datastreams.stream_state AS st "
+		counted_plan = prepare("SELECT st.latest_sequence FROM datastreams.stream_state AS st "
 							   " WHERE st.stream_id OPERATOR(pg_catalog.=) $1",
 							   1, counted_args);
 
@@ -401,7 +401,7 @@ prune_step(int64 max_frames)
 			if (!claim_stream(&stream_id))
 				continue;
 			/* count what is about to go; a stream being folded waits a step */
-			if (!ds_fold_stream_state(&stream_id, false))
+			if (!ds_relations()->before_1_2 && !ds_fold_stream_state(&stream_id, false))
 				continue;
 
 			old_context = MemoryContextSwitchTo(step_context);
