@@ -199,7 +199,7 @@ datastreams_streams_trigger(PG_FUNCTION_ARGS)
 
 	/*
 	 * Every backend's stream cache forgets this stream (and only it) when
-	 * the change commits.  A new stream needs nothing: a miss is not cached.
+	 * the change commits or rolls back.  (A new stream's id is known below.)
 	 */
 	if (!inserting)
 	{
@@ -243,6 +243,8 @@ datastreams_streams_trigger(PG_FUNCTION_ARGS)
 			values[c.id] = UUIDPGetDatum(id);
 			nulls[c.id] = false;
 		}
+		/* its own transaction may cache it, and then roll it back */
+		ds_stream_changed(DatumGetUUIDP(values[c.id]));
 		if (nulls[c.account_id] && (account = ds_current_account()) != NULL)
 		{
 			values[c.account_id] = CStringGetTextDatum(account);
