@@ -91,9 +91,6 @@ extern CachedStream *ds_lookup_stream(const pg_uuid_t *stream_id);
 extern void ds_stream_changed(const pg_uuid_t *stream_id);
 extern void ds_stream_cache_init(void);
 
-/* ingest.c (before 1.2): which element of an ingest() batch the trigger is on */
-extern int64 ds_ingest_element;
-
 /* metrics.c */
 extern void ds_metrics_commit(void);
 extern void ds_metrics_notifications_skipped(int64 count);

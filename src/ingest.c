@@ -89,9 +89,6 @@ typedef struct IngestState
 /* The element being worked on, for the error's DETAIL */
 static int64 current_element = -1;
 
-/* Counted by the frames trigger for the INSERT ... SELECT this file used to run */
-int64		ds_ingest_element = -1;
-
 static Numeric int32_bounds[2];
 static Numeric int64_bounds[2];
 
