@@ -521,6 +521,8 @@ ingest_end(IngestState *st)
 	table_finish_bulk_insert(st->rel, 0);
 	for (i = 0; i < INGEST_BATCH_FRAMES && st->slots[i] != NULL; i++)
 		ExecDropSingleTupleTableSlot(st->slots[i]);
+	/* the slots the triggers used */
+	ExecResetTupleTable(st->estate->es_tupleTable, false);
 	ExecCloseResultRelations(st->estate);
 	ExecCloseRangeTableRelations(st->estate);
 	FreeExecutorState(st->estate);
