@@ -17,6 +17,10 @@
 # Any other info string containing "sql" is refused, so an example cannot
 # slip out of the test by a spelling.  A failure names the file and line.
 #
+# It also checks that every link stays inside the repository and reaches an
+# existing file and heading, that no issue numbers are cited, and that the
+# README's table of contents lists every section.
+#
 #-------------------------------------------------------------------------
 use strict;
 use warnings;
@@ -188,9 +192,88 @@ sub run_blocks
 	return @problems;
 }
 
+# GitHub's anchor for a heading
+sub slug
+{
+	my ($heading) = @_;
+	my $s = lc $heading;
+	$s =~ s/[^\w\- ]//g;
+	$s =~ tr/ /-/;
+	return $s;
+}
+
+sub anchors_of
+{
+	my ($file) = @_;
+	my %seen;
+	my @anchors;
+	my $in_fence = 0;
+	for my $line (split /\n/, slurp("$root/$file"))
+	{
+		$in_fence = !$in_fence if $line =~ /^\s*```/;
+		next if $in_fence || $line !~ /^#+\s+(.*?)\s*$/;
+		my $s = slug($1);
+		push @anchors, $seen{$s}++ ? "$s-" . ($seen{$s} - 1) : $s;
+	}
+	return @anchors;
+}
+
+# Links, issue numbers, the table of contents
+sub check_prose
+{
+	my ($file) = @_;
+	my @problems;
+	my $n = 0;
+	my $in_fence = 0;
+	(my $dir = $file) =~ s{[^/]*$}{};
+	for my $line (split /\n/, slurp("$root/$file"))
+	{
+		$n++;
+		$in_fence = !$in_fence if $line =~ /^\s*```/;
+		next if $in_fence;
+		push @problems, "$file:$n: cites an issue number" if $line =~ /\bissues? #?\d+/i;
+		while ($line =~ /\]\(([^)\s]+)\)/g)
+		{
+			my $target = $1;
+			if ($target =~ m{^[a-z][a-z0-9+.-]*:}i)
+			{
+				push @problems, "$file:$n: link outside the repository: $target";
+				next;
+			}
+			my ($path, $anchor) = split /#/, $target, 2;
+			my $to = $path eq '' ? $file : "$dir$path";
+			1 while $to =~ s{(^|/)(?!\.\./)[^/]+/\.\./}{$1};
+			if (!-e "$root/$to")
+			{
+				push @problems, "$file:$n: link to a missing file: $target";
+			}
+			elsif (defined $anchor && !grep { $_ eq $anchor } anchors_of($to))
+			{
+				push @problems, "$file:$n: link to a missing section: $target";
+			}
+		}
+	}
+	return @problems;
+}
+
+my @prose_problems;
+my @files = ('README.md', map { s{^\Q$root\E/}{}r } sort glob("$root/docs/*.md"));
+push @prose_problems, check_prose($_) for @files, 'CHANGELOG.md';
+
+# every section of the README is in its table of contents
+my $readme = slurp("$root/README.md");
+my %in_toc = map { $_ => 1 } $readme =~ /^\s*- \[[^\]]*\]\(#([^)]+)\)/mg;
+for my $anchor (anchors_of('README.md'))
+{
+	next if $anchor eq slug('datastreams');	# the title
+	push @prose_problems, "README.md: section #$anchor is not in the table of contents"
+	  unless $in_toc{$anchor};
+}
+is(join("\n", @prose_problems), '',
+	'links stay in the repository and reach existing sections; no issue numbers; a complete table of contents');
+
 my $node = new_ds_node('docs');
 my $setup = slurp("$root/scripts/demo-setup.sql");
-my @files = ('README.md', map { s{^\Q$root\E/}{}r } sort glob("$root/docs/*.md"));
 my $total = 0;
 
 for my $file (@files)
