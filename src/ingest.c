@@ -514,6 +514,8 @@ ingest_end(IngestState *st)
 	int			i;
 
 	ingest_flush(st);
+	/* what fires from here on concerns the whole call */
+	current_element = -1;
 	ExecASInsertTriggers(st->estate, st->rri, st->transition_capture);
 	AfterTriggerEndQuery(st->estate);
 
@@ -530,18 +532,34 @@ ingest_end(IngestState *st)
 }
 
 /*
- * Errors about an element say which one; those that are about the whole
- * call (cancellation, shutdown, resources) do not.
+ * Re-raise the error being handled.  Errors about an element say which
+ * one; those about the whole call (cancellation, shutdown, resources) do
+ * not.
  */
-static bool
-concerns_element(int sqlerrcode)
-{
-	int			category = ERRCODE_TO_CATEGORY(sqlerrcode);
+static void rethrow_naming_element(int64 element, MemoryContext context) pg_attribute_noreturn();
 
-	return category != ERRCODE_OPERATOR_INTERVENTION &&
-		category != ERRCODE_INSUFFICIENT_RESOURCES &&
-		category != ERRCODE_SYSTEM_ERROR &&
-		category != ERRCODE_INTERNAL_ERROR;
+static void
+rethrow_naming_element(int64 element, MemoryContext context)
+{
+	ErrorData  *edata;
+	int			category;
+	char	   *where;
+
+	MemoryContextSwitchTo(context);
+	edata = CopyErrorData();
+	category = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
+	if (element < 0 ||
+		category == ERRCODE_OPERATOR_INTERVENTION ||
+		category == ERRCODE_INSUFFICIENT_RESOURCES ||
+		category == ERRCODE_SYSTEM_ERROR ||
+		category == ERRCODE_INTERNAL_ERROR)
+		PG_RE_THROW();
+
+	FlushErrorState();
+	where = psprintf("The error is in element " INT64_FORMAT " of the frames array (counting from 0).",
+					 element);
+	edata->detail = edata->detail ? psprintf("%s %s", where, edata->detail) : where;
+	ReThrowError(edata);
 }
 
 PG_FUNCTION_INFO_V1(datastreams_ingest);
@@ -597,27 +615,14 @@ datastreams_ingest(PG_FUNCTION_ARGS)
 			current_element = i;
 			ingest_element(st, &frames->root, i, UUIDPGetDatum(stream_id));
 		}
-		current_element = -1;
 		ingest_end(st);
 	}
 	PG_CATCH();
 	{
 		int64		element = current_element;
-		ErrorData  *edata;
 
 		current_element = -1;
-		MemoryContextSwitchTo(caller_context);
-		edata = CopyErrorData();
-		if (element < 0 || !concerns_element(edata->sqlerrcode))
-			PG_RE_THROW();
-		FlushErrorState();
-		{
-			const char *where = psprintf("The error is in element " INT64_FORMAT " of the frames array (counting from 0).",
-										 element);
-
-			edata->detail = edata->detail ? psprintf("%s %s", where, edata->detail) : pstrdup(where);
-		}
-		ReThrowError(edata);
+		rethrow_naming_element(element, caller_context);
 	}
 	PG_END_TRY();
 

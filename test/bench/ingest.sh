@@ -634,6 +634,8 @@ section_cancel() {
 # profile: perf record of the backend during ingest() and COPY
 # --------------------------------------------------------------------------
 PROFILE_TEXT=""
+# functions whose inclusive time tells where a bulk load's time goes
+PROFILE_SYMBOLS='datastreams_ingest|SPI_execute_plan|ExecInsertIndexTuples|heap_insert|heap_multi_insert|ExecBRInsertTriggers|datastreams_frames_trigger|ds_apply_frame_rules|jsonb_array_elements|getIthJsonbValueFromContainer|JsonbValueToJsonb|numeric_int8|ds_lookup_stream|ds_ledger_stream|ds_ledger_record_frame|ds_normalize_metadata|ds_generate_uuid_v7|ExecConstraints|ExecWithCheckOptions|ExecComputeStoredGenerated|CopyFrom|NextCopyFrom|jsonb_in|nextval_internal|XLogInsert|CommitTransactionCommand|detoast_attr|pglz_decompress'
 profile_one() {
 	local id=$1 label=$2 role=$3 sql=$4 bpid pid
 	reset_tables
@@ -661,9 +663,9 @@ profile_one() {
 		PROFILE_TEXT+=$'\n'"### $label"$'\n\n```\n'"$(
 			perf report -i "$WORK/perf.$id" --no-children --sort dso,sym --stdio -g none --percent-limit 1.5 2>/dev/null |
 				grep -E '^ +[0-9]' | head -25 | sed 's/ *$//'
-			echo "inclusive (children, self):"
-			perf report -i "$WORK/perf.$id" --children --sort sym --stdio -g none --percent-limit 4 2>/dev/null |
-				grep -E '^ +[0-9]' | head -30 | sed 's/ *$//'
+			echo "inclusive time (children, self) of selected functions:"
+			perf report -i "$WORK/perf.$id" --children --sort sym --stdio -g none 2>/dev/null |
+				grep -E '^ +[0-9]' | grep -E "\] ($PROFILE_SYMBOLS) *\$" | head -30 | sed 's/ *$//'
 		)"$'\n```\n'
 	else
 		wait "$bpid" || true
@@ -709,7 +711,7 @@ write_results() {
 			echo
 			echo "## Profiles"
 			echo
-			echo "\`perf record -g -p <backend>\` over 5 statements; self time by shared object and symbol (≥ 1.5 %), then inclusive time (≥ 4 %)."
+			echo "\`perf record -g -p <backend>\` over 5 statements; self time by shared object and symbol (≥ 1.5 %), then the inclusive time of selected functions (percent of all samples of the backend)."
 			printf '%s\n' "$PROFILE_TEXT"
 		fi
 		[ "$FAILED" -eq 0 ] || printf '\n**Some measurements failed (NA); see the harness log.**\n'
