@@ -327,6 +327,27 @@ END
 $$;
 COMMENT ON FUNCTION datastreams_proxy.create_account(text, regrole) IS 'create_account() here and on every shard (administrators)';
 
+-- After shards are added to the map: every account of the proxy on every
+-- shard.  Idempotent.
+CREATE FUNCTION datastreams_proxy.sync_accounts()
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	account text;
+	n bigint := 0;
+BEGIN
+	PERFORM datastreams.require_admin();
+	FOR account IN SELECT a.id FROM datastreams.accounts AS a ORDER BY a.id LOOP
+		PERFORM datastreams_proxy.ensure_account_on_shards(account);
+		n := n + 1;
+	END LOOP;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION datastreams_proxy.sync_accounts() IS 'create every account of the proxy on every shard, e.g. after adding shards; returns the number of accounts (administrators)';
+
 -- Roles, bindings and trust live on the proxy only.
 CREATE FUNCTION datastreams_proxy.bind_role(account text, role regrole)
 RETURNS datastreams.accounts
@@ -365,6 +386,7 @@ COMMENT ON FUNCTION datastreams_proxy.channel(uuid) IS 'the NOTIFY channel of a 
 
 REVOKE ALL ON FUNCTION datastreams_proxy.ensure_account_on_shards(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION datastreams_proxy.create_account(text, regrole) FROM PUBLIC;
+REVOKE ALL ON FUNCTION datastreams_proxy.sync_accounts() FROM PUBLIC;
 REVOKE ALL ON FUNCTION datastreams_proxy.bind_role(text, regrole) FROM PUBLIC;
 REVOKE ALL ON FUNCTION datastreams_proxy.trust_role(regrole) FROM PUBLIC;
 REVOKE ALL ON FUNCTION datastreams_proxy.untrust_role(regrole) FROM PUBLIC;
