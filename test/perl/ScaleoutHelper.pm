@@ -135,7 +135,7 @@ sub sqlstate_of
 		stdout => \$out,
 		stderr => \$err,
 		extra_params => [ '-U', $role, '-v', 'VERBOSITY=sqlstate' ]);
-	return "ERROR $1" if $err =~ /^ERROR:\s+([0-9A-Z]{5})/m;
+	return "ERROR $1" if $err =~ /ERROR:\s+([0-9A-Z]{5})/;
 	return $out;
 }
 
