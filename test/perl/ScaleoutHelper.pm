@@ -16,12 +16,13 @@ use strict;
 use warnings;
 
 use Exporter 'import';
+use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT = qw(new_scaleout_node new_shard new_proxy set_cluster_map
-  shard_conninfo add_tenants sqlstate_of);
+  shard_conninfo add_tenants sqlstate_of start_writer writer_log);
 
 our $ROUTER = 'datastreams_router';
 our $ROUTER_PASSWORD = 'regress-router-secret';
@@ -52,8 +53,8 @@ log_min_messages = warning
 # A shard: the extension, its entry points, and the router role they trust.
 sub new_shard
 {
-	my ($name) = @_;
-	my $node = new_scaleout_node($name);
+	my ($name, %opts) = @_;
+	my $node = new_scaleout_node($name, %opts);
 
 	$node->safe_psql(
 		'postgres', qq{
@@ -71,13 +72,14 @@ sub shard_conninfo
 }
 
 # Point datastreams_cluster at the shards: $partitions partitions (a power
-# of two), partition i on shard i mod the number of shards.  Creates the
-# map the first time.
+# of two), partition i on shard i mod the number of shards.  A shard is a
+# node or a connection string.  Creates the map the first time.
 sub set_cluster_map
 {
 	my ($proxy, $partitions, @shards) = @_;
+	my @conninfos = map { ref($_) ? shard_conninfo($_) : $_ } @shards;
 	my @options = map {
-		"p$_ '" . shard_conninfo($shards[ $_ % scalar(@shards) ]) . "'"
+		"p$_ '" . $conninfos[ $_ % scalar(@conninfos) ] . "'"
 	} (0 .. $partitions - 1);
 	my $exists = $proxy->safe_psql('postgres',
 		"SELECT count(*) FROM pg_foreign_server WHERE srvname = 'datastreams_cluster'");
@@ -137,6 +139,90 @@ sub sqlstate_of
 		extra_params => [ '-U', $role, '-v', 'VERBOSITY=sqlstate' ]);
 	return "ERROR $1" if $err =~ /ERROR:\s+([0-9A-Z]{5})/;
 	return $out;
+}
+
+# A writer in one proxy session, in the background for $seconds: frames 1,
+# 2, 3 ... to each of @ids through datastreams_proxy.create_frame(), each
+# retried until acknowledged.  $retry is the condition retried
+# (serialization_failure for a partition move; others for a failover, where
+# a unique_violation on a retry means the failed attempt had committed, so
+# the frame counts as acknowledged).  Every acknowledgement and refusal is a
+# NOTICE with the time in ms, and so is any list_streams() sample showing a
+# stream twice.  Returns the IPC::Run harness and a reference to its stderr.
+sub start_writer
+{
+	my ($proxy, $role, $seconds, $retry, @ids) = @_;
+	my $array = join ', ', map { "'$_'" } @ids;
+	my $sql = qq{
+DO \$\$
+DECLARE
+	streams uuid[] := ARRAY[$array]::uuid[];
+	next_seq bigint[] := array_fill(1::bigint, ARRAY[cardinality(streams)]);
+	stop_at timestamptz := clock_timestamp() + interval '$seconds s';
+	doubled bigint;
+BEGIN
+	WHILE clock_timestamp() < stop_at LOOP
+		FOR i IN 1 .. cardinality(streams) LOOP
+			BEGIN
+				BEGIN
+					PERFORM datastreams_proxy.create_frame(streams[i], next_seq[i]);
+				EXCEPTION WHEN unique_violation THEN
+					IF '$retry' <> 'others' THEN
+						RAISE;
+					END IF;
+				END;
+				RAISE NOTICE 'ack % % %', i, next_seq[i],
+					floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint;
+				next_seq[i] := next_seq[i] + 1;
+			EXCEPTION WHEN $retry THEN
+				RAISE NOTICE 'refused % % % %', i, next_seq[i],
+					floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint, SQLSTATE;
+			END;
+		END LOOP;
+		BEGIN
+			SELECT count(*) - count(DISTINCT s.id) INTO doubled FROM datastreams_proxy.list_streams() AS s;
+			IF doubled > 0 THEN
+				RAISE NOTICE 'doubled %', doubled;
+			END IF;
+		EXCEPTION WHEN $retry THEN
+			NULL;
+		END;
+		PERFORM pg_sleep(0.003);
+	END LOOP;
+END
+\$\$;};
+	my ($out, $err) = ('', '');
+	my $h = IPC::Run::start(
+		[
+			'psql', '-X', '-v', 'ON_ERROR_STOP=1', '-U', $role,
+			'-d', $proxy->connstr('postgres'), '-c', $sql
+		],
+		'>', \$out, '2>', \$err);
+	return ($h, \$err);
+}
+
+# What a writer's NOTICEs say, per stream index (1-based): acknowledged
+# sequences, their times, refusals, the longest time between two
+# acknowledgements, and how many list_streams() samples showed duplicates.
+sub writer_log
+{
+	my ($err) = @_;
+	my %log = (acked => {}, ack_ms => {}, refused => {}, gap => {}, doubled => 0);
+
+	for my $line (split /\n/, $err)
+	{
+		if ($line =~ /NOTICE:  ack (\d+) (\d+) (\d+)/)
+		{
+			my $times = $log{ack_ms}{$1} //= [];
+			$log{gap}{$1} = $3 - $times->[-1]
+			  if @$times && $3 - $times->[-1] > ($log{gap}{$1} // 0);
+			push @{ $log{acked}{$1} }, $2;
+			push @$times, $3;
+		}
+		$log{refused}{$1}++ if $line =~ /NOTICE:  refused (\d+)/;
+		$log{doubled}++ if $line =~ /NOTICE:  doubled/;
+	}
+	return \%log;
 }
 
 1;

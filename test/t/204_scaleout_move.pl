@@ -36,44 +36,10 @@ for ([ m1 => 3 ], [ m2 => 11 ], [ other => 5 ])
 is($shards[1]->safe_psql('postgres', 'SELECT count(*) FROM datastreams.streams'),
 	'3', 'the three streams start on shard1');
 
-# The writer: one proxy session, frames 1, 2, 3 ... to each stream, each
-# retried until acknowledged; a NOTICE per acknowledgement and refusal
-# (with the time in ms), and per list_streams() sample with duplicates.
-my $writer_sql = qq{
-DO \$\$
-DECLARE
-	streams uuid[] := ARRAY['$id{m1}', '$id{m2}', '$id{other}']::uuid[];
-	next_seq bigint[] := ARRAY[1, 1, 1];
-	stop_at timestamptz := clock_timestamp() + interval '5 s';
-	doubled bigint;
-BEGIN
-	WHILE clock_timestamp() < stop_at LOOP
-		FOR i IN 1 .. 3 LOOP
-			BEGIN
-				PERFORM datastreams_proxy.create_frame(streams[i], next_seq[i]);
-				RAISE NOTICE 'ack % % %', i, next_seq[i],
-					floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint;
-				next_seq[i] := next_seq[i] + 1;
-			EXCEPTION WHEN serialization_failure THEN
-				RAISE NOTICE 'refused % % %', i, next_seq[i],
-					floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint;
-			END;
-		END LOOP;
-		SELECT count(*) - count(DISTINCT s.id) INTO doubled FROM datastreams_proxy.list_streams() AS s;
-		IF doubled > 0 THEN
-			RAISE NOTICE 'doubled %', doubled;
-		END IF;
-		PERFORM pg_sleep(0.003);
-	END LOOP;
-END
-\$\$;};
-my ($wout, $werr) = ('', '');
-my $writer = IPC::Run::start(
-	[
-		'psql', '-X', '-v', 'ON_ERROR_STOP=1', '-U', 'regress_tenant_a',
-		'-d', $proxy->connstr('postgres'), '-c', $writer_sql
-	],
-	'>', \$wout, '2>', \$werr);
+# The writer: one proxy session writing to the three streams, retrying
+# refused calls.
+my ($writer, $werr) = start_writer($proxy, 'regress_tenant_a', 5,
+	'serialization_failure', @id{qw(m1 m2 other)});
 
 # Let the writer run, then move.
 sleep 1;
@@ -90,35 +56,24 @@ ok($moved, 'move-partition.sh succeeds') or diag($mout . $merr);
 note($mout);
 $writer->finish;
 ok(!$writer->result, 'the writer ends without an error other than 40001')
-  or diag(join "\n", grep { /ERROR/ } split /\n/, $werr);
+  or diag(join "\n", grep { /ERROR/ } split /\n/, $$werr);
 
-my (%acked, %last_ack, %longest_gap, %refused);
-for my $line (split /\n/, $werr)
-{
-	if ($line =~ /NOTICE:  ack (\d) (\d+) (\d+)/)
-	{
-		push @{ $acked{$1} }, $2;
-		$longest_gap{$1} = $3 - $last_ack{$1}
-		  if defined $last_ack{$1} && $3 - $last_ack{$1} > ($longest_gap{$1} // 0);
-		$last_ack{$1} = $3;
-	}
-	$refused{$1}++ if $line =~ /NOTICE:  refused (\d)/;
-}
-my @doubled = grep { /NOTICE:  doubled/ } split /\n/, $werr;
+my $log = writer_log($$werr);
+my ($acked, $refused, $longest_gap) = @$log{qw(acked refused gap)};
 note(sprintf('acknowledged %d/%d/%d; refused %d/%d/%d; longest gaps %d/%d/%d ms',
-	(map { scalar @{ $acked{$_} // [] } } 1 .. 3),
-	(map { $refused{$_} // 0 } 1 .. 3),
-	(map { $longest_gap{$_} // 0 } 1 .. 3)));
+	(map { scalar @{ $acked->{$_} // [] } } 1 .. 3),
+	(map { $refused->{$_} // 0 } 1 .. 3),
+	(map { $longest_gap->{$_} // 0 } 1 .. 3)));
 
-ok(($refused{1} // 0) + ($refused{2} // 0) > 0, 'the moved partition was refused for a moment');
-is($refused{3} // 0, 0, 'the other partition of the source was never refused');
-is(scalar(@doubled), 0, 'list_streams() never showed a stream twice');
+ok(($refused->{1} // 0) + ($refused->{2} // 0) > 0, 'the moved partition was refused for a moment');
+is($refused->{3} // 0, 0, 'the other partition of the source was never refused');
+is($log->{doubled}, 0, 'list_streams() never showed a stream twice');
 my ($unavailable) = $mout =~ /unavailable_ms=(\d+)/;
 ok(defined $unavailable && $unavailable < 1000,
 	'the script measured the partition unavailable < 1 s (' . ($unavailable // '?') . ' ms)');
-ok(($longest_gap{$_} // 99999) < 1000,
+ok(($longest_gap->{$_} // 99999) < 1000,
 	"stream $_: the writer waited < 1 s between acknowledgements ("
-	  . ($longest_gap{$_} // '?') . ' ms)')
+	  . ($longest_gap->{$_} // '?') . ' ms)')
   for 1, 2;
 
 # Every acknowledged frame stored once, gapless and in order.
@@ -126,9 +81,9 @@ my %home = (1 => $shards[0], 2 => $shards[0], 3 => $shards[1]);
 my @names = ('', 'm1', 'm2', 'other');
 for my $i (1 .. 3)
 {
-	my $n = scalar @{ $acked{$i} // [] };
+	my $n = scalar @{ $acked->{$i} // [] };
 	ok($n > 50, "$names[$i]: the writer had $n frames acknowledged");
-	is_deeply($acked{$i}, [ 1 .. $n ], "$names[$i]: acknowledged in order without gaps");
+	is_deeply($acked->{$i}, [ 1 .. $n ], "$names[$i]: acknowledged in order without gaps");
 	is( $home{$i}->safe_psql(
 			'postgres',
 			"SELECT count(*) || ':' || count(DISTINCT sequence) || ':' || min(sequence) || ':' || max(sequence)
