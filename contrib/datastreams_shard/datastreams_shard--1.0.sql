@@ -32,6 +32,8 @@ CREATE TABLE datastreams_shard.hidden (
 	PRIMARY KEY (mask, value)
 );
 COMMENT ON TABLE datastreams_shard.hidden IS 'partitions moving in (invisible, refused) or moved out (refused with 40001) of this shard';
+-- A moved_out mark must survive a dump and restore of the shard.
+SELECT pg_catalog.pg_extension_config_dump('datastreams_shard.hidden', '');
 
 -- A move's cutover writes a token here in its own transaction; when the
 -- token has been replicated to the destination, so has every write that
