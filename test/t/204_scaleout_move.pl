@@ -36,6 +36,14 @@ for ([ m1 => 3 ], [ m2 => 11 ], [ other => 5 ])
 is($shards[1]->safe_psql('postgres', 'SELECT count(*) FROM datastreams.streams'),
 	'3', 'the three streams start on shard1');
 
+# A listen-only role on the source listens to m1's channel.
+$shards[1]->safe_psql('postgres', 'CREATE ROLE regress_listener LOGIN');
+my ($lin, $lout, $lerr) = ("LISTEN \"datastreams_$id{m1}\";\n", '', '');
+my $listener = IPC::Run::start(
+	[ 'psql', '-X', '-U', 'regress_listener', '-d', $shards[1]->connstr('postgres') ],
+	'<', \$lin, '>', \$lout, '2>', \$lerr);
+$listener->pump while length $lin;
+
 # The writer: one proxy session writing to the three streams, retrying
 # refused calls.
 my ($writer, $werr) = start_writer($proxy, 'regress_tenant_a', 5,
@@ -98,6 +106,10 @@ for my $i (1 .. 3)
 		"$n:$n:true",
 		"$names[$i]: latest pointer and counters match the frames");
 }
+$lin = "SELECT 'after the move';\n\\q\n";
+$listener->finish;
+like($lout, qr/notification "datastreams_$id{m1}" with payload "\{"moved": true\}"/,
+	'a listener on the source is told {"moved": true}');
 is($shards[1]->safe_psql('postgres',
 		"SELECT count(*) FROM datastreams.streams WHERE id IN ('$id{m1}', '$id{m2}')"),
 	'0', 'the source keeps none of the moved streams');
