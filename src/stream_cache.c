@@ -89,6 +89,7 @@ static bool stream_cache_stale = false;
  */
 static pg_uuid_t *changed_streams = NULL;
 static int	changed_count = 0;
+static int	changed_allocated = 0;
 static bool changed_overflow = false;
 
 static void
@@ -150,6 +151,7 @@ forget_changed_streams(void)
 	/* the array lived in TopTransactionContext */
 	changed_streams = NULL;
 	changed_count = 0;
+	changed_allocated = 0;
 	changed_overflow = false;
 }
 
@@ -176,9 +178,13 @@ ds_stream_changed(const pg_uuid_t *stream_id)
 		changed_overflow = true;
 		return;
 	}
-	if (changed_streams == NULL)
-		changed_streams = MemoryContextAlloc(TopTransactionContext,
-											 sizeof(pg_uuid_t) * STREAM_CACHE_PARTITIONS);
+	if (changed_count == changed_allocated)
+	{
+		changed_allocated = changed_allocated == 0 ? 16 : changed_allocated * 2;
+		changed_streams = changed_streams == NULL ?
+			MemoryContextAlloc(TopTransactionContext, sizeof(pg_uuid_t) * changed_allocated) :
+			repalloc(changed_streams, sizeof(pg_uuid_t) * changed_allocated);
+	}
 	changed_streams[changed_count++] = *stream_id;
 }
 
