@@ -86,6 +86,7 @@ _PG_init(void)
 	ds_retention_init();
 	ds_metrics_settings();		/* before the prefix is reserved */
 	ds_notify_worker_init();
+	ds_consumers_settings();
 	MarkGUCPrefixReserved("datastreams");
 
 	ds_relations_init();
