@@ -454,7 +454,8 @@ GRANT SELECT ON datastreams.consumer_lag TO PUBLIC;
 -- datastreams.health_consumer_lag behind (seconds since their oldest
 -- unacknowledged frame), and the largest lag.  A lagging consumer makes the
 -- stream unhealthy whatever its status: a paused stream's backlog is still
--- to be consumed.
+-- to be consumed.  The view still never scans frames: it reads one frame
+-- per consumer of a stream, through the (stream_id, sequence) index.
 CREATE OR REPLACE VIEW datastreams.stream_health WITH (security_invoker = true) AS
 SELECT s.id AS stream_id,
        s.account_id,
@@ -502,8 +503,9 @@ SELECT s.id AS stream_id,
          array_agg(lag.consumer ORDER BY lag.consumer COLLATE "C")
              FILTER (WHERE lag.seconds_behind > EXTRACT(epoch FROM cfg.consumer_lag)::double precision) AS behind,
          max(lag.seconds_behind) AS max_seconds_behind
-        FROM datastreams.consumer_lag AS lag
-       WHERE lag.stream_id = s.id) AS cl
+        -- OFFSET 0: compute each consumer's seconds_behind once
+        FROM (SELECT l.consumer, l.seconds_behind FROM datastreams.consumer_lag AS l
+               WHERE l.stream_id = s.id OFFSET 0) AS lag) AS cl
   CROSS JOIN LATERAL (SELECT
          coalesce(st.frames_ok + st.frames_late + st.frames_error, 0) AS frames_total,
          coalesce(st.frames_ok, 0) AS frames_ok,
