@@ -87,14 +87,19 @@ BEGIN
 	IF NOT FOUND THEN
 		RETURN NULL;
 	END IF;
+	-- per stream, the deleted sequences sorted: width_bucket() finds by
+	-- binary search how many of them are not above a position
+	WITH r AS (
+		SELECT r.stream_id, array_agg(r.sequence ORDER BY r.sequence) AS sequences
+		  FROM removed AS r GROUP BY r.stream_id)
 	UPDATE datastreams.consumer_positions AS p
-	   SET (frames_missed, missed_since_ack) =
-		   (SELECT p.frames_missed + count(*), p.missed_since_ack + count(*)
-			  FROM removed AS r
-			 WHERE r.stream_id = p.stream_id AND r.sequence > p.acknowledged_sequence)
-	 WHERE p.stream_id = ANY (ARRAY(SELECT DISTINCT r.stream_id FROM removed AS r))
-	   AND EXISTS (SELECT FROM removed AS r
-				   WHERE r.stream_id = p.stream_id AND r.sequence > p.acknowledged_sequence);
+	   SET frames_missed = p.frames_missed
+			   + cardinality(r.sequences) - width_bucket(p.acknowledged_sequence, r.sequences),
+		   missed_since_ack = p.missed_since_ack
+			   + cardinality(r.sequences) - width_bucket(p.acknowledged_sequence, r.sequences)
+	  FROM r
+	 WHERE p.stream_id = r.stream_id
+	   AND width_bucket(p.acknowledged_sequence, r.sequences) < cardinality(r.sequences);
 	RETURN NULL;
 END
 $$;
