@@ -43,7 +43,7 @@ CREATE TABLE datastreams.consumer_positions (
 CREATE INDEX consumer_positions_stream_idx ON datastreams.consumer_positions (stream_id);
 COMMENT ON TABLE datastreams.consumer_positions IS 'per consumer and stream: the acknowledged sequence and the frames retention removed before they were acknowledged';
 COMMENT ON COLUMN datastreams.consumer_positions.acknowledged_sequence IS 'frames up to this sequence are done; poll() returns frames above it';
-COMMENT ON COLUMN datastreams.consumer_positions.acknowledged_at IS 'when the position last moved forward; NULL if never';
+COMMENT ON COLUMN datastreams.consumer_positions.acknowledged_at IS 'when ack() or seek() last moved the position; NULL if never';
 COMMENT ON COLUMN datastreams.consumer_positions.frames_missed IS 'frames deleted (by retention) above the acknowledged position, since the consumer was created';
 COMMENT ON COLUMN datastreams.consumer_positions.missed_since_ack IS 'the part of frames_missed deleted since the position last moved; poll() warns while it is not 0';
 
