@@ -30,7 +30,7 @@
 static int	health_consumer_lag_s = 60;
 
 void
-ds_consumers_settings(void)
+ds_consumers_init(void)
 {
 	DefineCustomIntVariable("datastreams.health_consumer_lag",
 							"Sets how far behind a consumer may fall before stream_health calls its streams unhealthy.",

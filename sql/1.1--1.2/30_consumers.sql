@@ -191,9 +191,10 @@ BEGIN
 	-- latest: each stream's position is its latest frame now
 	INSERT INTO datastreams.consumer_positions (account_id, consumer, stream_id, acknowledged_sequence)
 	SELECT account, $1, s.id,
-		   CASE WHEN start_at = 'earliest' THEN 0 ELSE coalesce(st.latest_sequence, 0) END
+		   CASE WHEN start_at = 'earliest' THEN 0
+		   ELSE coalesce((SELECT f.sequence FROM datastreams.frames AS f
+						   WHERE f.stream_id = s.id ORDER BY f.sequence DESC LIMIT 1), 0) END
 	  FROM datastreams.streams AS s
-	  LEFT JOIN datastreams.stream_state AS st ON st.stream_id = s.id
 	 WHERE s.account_id = account AND (wanted IS NULL OR s.id = ANY (wanted))
 	 ORDER BY s.id;
 	RETURN result;
@@ -309,9 +310,9 @@ BEGIN
 	FOR candidate IN
 		SELECT p.stream_id
 		  FROM datastreams.consumer_positions AS p
-		  JOIN datastreams.stream_state AS st ON st.stream_id = p.stream_id
 		 WHERE p.account_id = account AND p.consumer = c.name
-		   AND st.latest_sequence > p.acknowledged_sequence
+		   AND EXISTS (SELECT FROM datastreams.frames AS f
+						WHERE f.stream_id = p.stream_id AND f.sequence > p.acknowledged_sequence)
 		 ORDER BY p.acknowledged_at NULLS FIRST, p.stream_id
 	LOOP
 		-- the newest version of the row, locked, or nothing if another member has it
@@ -361,9 +362,10 @@ BEGIN
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'consumer "%" not found', left($1, 100) USING ERRCODE = 'no_data_found';
 	END IF;
-	SELECT coalesce(st.latest_sequence, 0) INTO latest
+	SELECT coalesce((SELECT f.sequence FROM datastreams.frames AS f
+					  WHERE f.stream_id = s.id ORDER BY f.sequence DESC LIMIT 1), 0)
+	  INTO latest
 	  FROM datastreams.streams AS s
-	  LEFT JOIN datastreams.stream_state AS st ON st.stream_id = s.id
 	 WHERE s.id = $2 AND s.account_id = account;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'stream % not found', $2 USING ERRCODE = 'no_data_found';
@@ -428,16 +430,17 @@ COMMENT ON FUNCTION datastreams.seek(text, uuid, bigint) IS 'set the consumer''s
 -- One row per consumer and stream it consumes.  A consumer of every
 -- stream that has not polled since a stream was created has no position
 -- row for it yet: it counts from 0, as poll() will.  frames_behind counts
--- index entries (its cost grows with the backlog); seconds_behind is one
--- index probe.  Both are scalar subqueries, so a query that does not use
--- them does not compute them.
+-- index entries (its cost grows with the backlog); latest_sequence and
+-- seconds_behind are one index probe each.  All are scalar subqueries, so a
+-- query that does not use them does not compute them.
 CREATE VIEW datastreams.consumer_lag WITH (security_invoker = true) AS
 SELECT c.name AS consumer,
 	   c.account_id,
 	   s.id AS stream_id,
 	   coalesce(p.acknowledged_sequence, 0) AS acknowledged_sequence,
 	   p.acknowledged_at,
-	   coalesce(st.latest_sequence, 0) AS latest_sequence,
+	   coalesce((SELECT f.sequence FROM datastreams.frames AS f
+				  WHERE f.stream_id = s.id ORDER BY f.sequence DESC LIMIT 1), 0) AS latest_sequence,
 	   (SELECT count(*) FROM datastreams.frames AS f
 		 WHERE f.stream_id = s.id AND f.sequence > coalesce(p.acknowledged_sequence, 0)) AS frames_behind,
 	   coalesce((SELECT EXTRACT(epoch FROM statement_timestamp() - f.created_at)::double precision
@@ -449,8 +452,7 @@ SELECT c.name AS consumer,
   JOIN datastreams.streams AS s
 	ON s.account_id = c.account_id AND (c.streams IS NULL OR s.id = ANY (c.streams))
   LEFT JOIN datastreams.consumer_positions AS p
-	ON p.account_id = c.account_id AND p.consumer = c.name AND p.stream_id = s.id
-  LEFT JOIN datastreams.stream_state AS st ON st.stream_id = s.id;
+	ON p.account_id = c.account_id AND p.consumer = c.name AND p.stream_id = s.id;
 COMMENT ON VIEW datastreams.consumer_lag IS 'per consumer and stream: acknowledged and latest sequence, frames behind, seconds since the oldest unacknowledged frame, frames retention removed before they were acknowledged; row-level security applies to the caller';
 GRANT SELECT ON datastreams.consumer_lag TO PUBLIC;
 
@@ -459,8 +461,9 @@ GRANT SELECT ON datastreams.consumer_lag TO PUBLIC;
 -- datastreams.health_consumer_lag behind (seconds since their oldest
 -- unacknowledged frame), and the largest lag.  A lagging consumer makes the
 -- stream unhealthy whatever its status: a paused stream's backlog is still
--- to be consumed.  The view still never scans frames: it reads one frame
--- per consumer of a stream, through the (stream_id, sequence) index.
+-- to be consumed.  The definition is that of 10_bus_and_state.sql plus
+-- these; the view still never scans frames: it reads one more frame per
+-- consumer of a stream, through the (stream_id, sequence) index.
 CREATE OR REPLACE VIEW datastreams.stream_health WITH (security_invoker = true) AS
 SELECT s.id AS stream_id,
        s.account_id,
@@ -476,9 +479,9 @@ SELECT s.id AS stream_id,
        l.latency_p95_ms,
        l.latency_p99_ms,
        c.latency_mean_ms,
-       st.latest_sequence AS last_sequence,
-       st.latest_created_at AS last_frame_at,
-       EXTRACT(epoch FROM statement_timestamp() - st.latest_created_at)::double precision
+       lf.sequence AS last_sequence,
+       lf.created_at AS last_frame_at,
+       EXTRACT(epoch FROM statement_timestamp() - lf.created_at)::double precision
            AS seconds_since_last_frame,
        NOT (h.silent OR h.too_late OR h.lagging) AS healthy,
        CASE WHEN h.silent OR h.too_late OR h.lagging THEN
@@ -498,6 +501,14 @@ SELECT s.id AS stream_id,
   FROM datastreams.streams AS s
   LEFT JOIN datastreams.stream_state AS st ON st.stream_id = s.id
   LEFT JOIN datastreams.stream_latency() AS l ON l.stream_id = s.id
+  LEFT JOIN LATERAL (SELECT f.sequence, f.created_at FROM datastreams.frames AS f
+                      WHERE f.stream_id = s.id ORDER BY f.sequence DESC LIMIT 1) AS lf ON true
+  CROSS JOIN LATERAL (SELECT count(*) FILTER (WHERE f.status = 'ok') AS ok,
+                             count(*) FILTER (WHERE f.status = 'late') AS late,
+                             count(*) FILTER (WHERE f.status = 'error') AS error,
+                             coalesce(sum(f.latency_ms), 0) AS latency
+                        FROM datastreams.frames AS f
+                       WHERE f.stream_id = s.id AND f.sequence > coalesce(st.counted_through, 0)) AS u
   CROSS JOIN (SELECT
          coalesce(nullif(current_setting('datastreams.health_frequency_tolerance', true), '')::double precision, 3.0) AS tolerance,
          coalesce(nullif(current_setting('datastreams.health_late_ratio_threshold', true), '')::double precision, 0.05) AS threshold,
@@ -509,19 +520,25 @@ SELECT s.id AS stream_id,
              FILTER (WHERE lag.seconds_behind > EXTRACT(epoch FROM cfg.consumer_lag)::double precision) AS behind,
          max(lag.seconds_behind) AS max_seconds_behind
         -- OFFSET 0: compute each consumer's seconds_behind once
-        FROM (SELECT l.consumer, l.seconds_behind FROM datastreams.consumer_lag AS l
-               WHERE l.stream_id = s.id OFFSET 0) AS lag) AS cl
+        FROM (SELECT cl.consumer, cl.seconds_behind FROM datastreams.consumer_lag AS cl
+               WHERE cl.stream_id = s.id OFFSET 0) AS lag) AS cl
   CROSS JOIN LATERAL (SELECT
-         coalesce(st.frames_ok + st.frames_late + st.frames_error, 0) AS frames_total,
-         coalesce(st.frames_ok, 0) AS frames_ok,
-         coalesce(st.frames_late, 0) AS frames_late,
-         coalesce(st.frames_error, 0) AS frames_error,
-         st.frames_late::double precision / nullif(st.frames_ok + st.frames_late + st.frames_error, 0) AS late_ratio,
-         st.latency_ms_total::double precision / nullif(st.frames_ok + st.frames_late + st.frames_error, 0) AS latency_mean_ms
+         coalesce(st.frames_ok, 0) + u.ok AS ok,
+         coalesce(st.frames_late, 0) + u.late AS late,
+         coalesce(st.frames_error, 0) + u.error AS error,
+         coalesce(st.latency_ms_total, 0) + u.latency AS latency
+      ) AS t
+  CROSS JOIN LATERAL (SELECT
+         t.ok + t.late + t.error AS frames_total,
+         t.ok AS frames_ok,
+         t.late AS frames_late,
+         t.error AS frames_error,
+         t.late::double precision / nullif(t.ok + t.late + t.error, 0) AS late_ratio,
+         t.latency::double precision / nullif(t.ok + t.late + t.error, 0) AS latency_mean_ms
       ) AS c
   CROSS JOIN LATERAL (SELECT
          coalesce(s.status = 'active' AND s.frequency IS NOT NULL
-                  AND statement_timestamp() - coalesce(st.latest_created_at, s.updated_at) > s.frequency * cfg.tolerance,
+                  AND statement_timestamp() - coalesce(lf.created_at, s.updated_at) > s.frequency * cfg.tolerance,
                   false) AS silent,
          coalesce(s.status = 'active' AND c.late_ratio > cfg.threshold, false) AS too_late,
          cl.behind IS NOT NULL AS lagging

@@ -142,8 +142,8 @@ main(int argc, char **argv)
 
 			/* nothing for us: done, unless another member holds a stream */
 			res = run("SELECT EXISTS (SELECT FROM datastreams.consumer_positions AS p "
-					  "  JOIN datastreams.stream_state AS st ON st.stream_id = p.stream_id "
-					  " WHERE p.consumer = $1 AND st.latest_sequence > p.acknowledged_sequence)",
+					  " WHERE p.consumer = $1 AND EXISTS (SELECT FROM datastreams.frames AS f "
+					  "   WHERE f.stream_id = p.stream_id AND f.sequence > p.acknowledged_sequence))",
 					  1, params, PGRES_TUPLES_OK);
 			if (strcmp(PQgetvalue(res, 0, 0), "t") != 0)
 			{
