@@ -308,11 +308,14 @@ BEGIN
 	END IF;
 
 	FOR candidate IN
+		-- (a subquery with LIMIT, not EXISTS: the planner could turn EXISTS
+		-- into a join that reads every frame)
 		SELECT p.stream_id
 		  FROM datastreams.consumer_positions AS p
 		 WHERE p.account_id = account AND p.consumer = c.name
-		   AND EXISTS (SELECT FROM datastreams.frames AS f
-						WHERE f.stream_id = p.stream_id AND f.sequence > p.acknowledged_sequence)
+		   AND (SELECT f.sequence FROM datastreams.frames AS f
+				 WHERE f.stream_id = p.stream_id AND f.sequence > p.acknowledged_sequence
+				 ORDER BY f.sequence LIMIT 1) IS NOT NULL
 		 ORDER BY p.acknowledged_at NULLS FIRST, p.stream_id
 	LOOP
 		-- the newest version of the row, locked, or nothing if another member has it

@@ -142,8 +142,9 @@ main(int argc, char **argv)
 
 			/* nothing for us: done, unless another member holds a stream */
 			res = run("SELECT EXISTS (SELECT FROM datastreams.consumer_positions AS p "
-					  " WHERE p.consumer = $1 AND EXISTS (SELECT FROM datastreams.frames AS f "
-					  "   WHERE f.stream_id = p.stream_id AND f.sequence > p.acknowledged_sequence))",
+					  " WHERE p.consumer = $1 AND (SELECT f.sequence FROM datastreams.frames AS f "
+					  "   WHERE f.stream_id = p.stream_id AND f.sequence > p.acknowledged_sequence "
+					  "   ORDER BY f.sequence LIMIT 1) IS NOT NULL)",
 					  1, params, PGRES_TUPLES_OK);
 			if (strcmp(PQgetvalue(res, 0, 0), "t") != 0)
 			{
