@@ -53,6 +53,7 @@ typedef struct DsRelations
 	Oid			frames_stream_sequence_index;
 	Oid			stream_state;
 	Oid			stream_state_pkey;
+	bool		before_1_2;		/* the SQL is older than the library's 1.2 */
 } DsRelations;
 
 extern const DsRelations *ds_relations(void);

@@ -58,6 +58,7 @@ typedef struct ChangesTally
 	SubTransactionId saved_at;
 	int			listed;
 	int64		not_listed;
+	int64		untracked;		/* of accounts too long for the metrics' keys */
 } ChangesTally;
 
 static MemoryContext ledger_context = NULL;
@@ -222,7 +223,10 @@ ds_ledger_stream_changed(const pg_uuid_t *stream_id, const char *account_id,
 		accounts = hash_create("datastreams ledger accounts", 4, &ctl,
 							   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	}
-	if (strlen(account_id) < DS_ACCOUNT_KEY_LEN)
+	remember(&changes_tally, sizeof(ChangesTally));
+	if (strlen(account_id) >= DS_ACCOUNT_KEY_LEN)
+		changes_tally.untracked++;
+	else
 	{
 		entry = hash_search(accounts, account_id, HASH_ENTER, &found);
 		if (!found)
@@ -237,7 +241,6 @@ ds_ledger_stream_changed(const pg_uuid_t *stream_id, const char *account_id,
 			entry->t.updated++;
 	}
 
-	remember(&changes_tally, sizeof(ChangesTally));
 	if (changes_tally.listed >= MAX_LISTED_CHANGES)
 	{
 		changes_tally.not_listed++;
@@ -308,6 +311,13 @@ ds_ledger_accounts(int *count)
 			result[n++] = entry;
 	*count = n;
 	return result;
+}
+
+/* Stream changes of accounts whose ids are too long to be tracked */
+int64
+ds_ledger_untracked_changes(void)
+{
+	return ledger_used ? changes_tally.untracked : 0;
 }
 
 LedgerChange *

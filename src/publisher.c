@@ -481,7 +481,7 @@ datastreams_publisher_main(Datum main_arg)
 	for (;;)
 	{
 		MemoryContext old = MemoryContextSwitchTo(work);
-		int			n;
+		volatile int n = 0;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -490,8 +490,25 @@ datastreams_publisher_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 
-		n = publish_batch(ring, batch);
-		fold_due_streams();
+		/*
+		 * An error loses at most this round's wake-ups (listeners read the
+		 * frames with frames_since()) and leaves the counters to fold later;
+		 * the publisher itself goes on.
+		 */
+		PG_TRY();
+		{
+			n = publish_batch(ring, batch);
+			fold_due_streams();
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(work);
+			EmitErrorReport();
+			AbortCurrentTransaction();
+			FlushErrorState();
+			n = 0;
+		}
+		PG_END_TRY();
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(work);
 
