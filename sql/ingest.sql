@@ -1,5 +1,5 @@
 --
--- ingest: the bulk path applies what an INSERT applies (issue 12, item 2).
+-- ingest: the bulk path applies what an INSERT applies.
 -- ingest() writes frames with the table AM's multi-insert instead of
 -- through the frames trigger, so this checks that the INSERT privilege,
 -- the caller's row-level security policies, constraints, defaults and

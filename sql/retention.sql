@@ -86,8 +86,8 @@ DELETE FROM datastreams.streams WHERE account_id = 'regress_retention';
 -- What prune() removes
 --------------------------------------------------------------------------
 SET ROLE regress_retention_tenant;
--- hour: retention 1 hour; old frames, recent frames, then old frames again
--- (given by the superuser: writers' frames are dated by the service)
+-- hour: retention 1 hour; old frames, recent frames, an old frame after
+-- recent ones and an old latest frame
 SELECT id AS hour FROM datastreams.create_stream('hour', 'H', retention => '1 hour') \gset
 -- inherit: no retention of its own (datastreams.default_retention)
 SELECT id AS inherit FROM datastreams.create_stream('inherit', 'I') \gset
@@ -146,10 +146,8 @@ INSERT INTO datastreams.frames (stream_id, sequence) VALUES (:'hour', 11) RETURN
 SELECT count(*) AS hour_frames FROM datastreams.list_frames(:'hour');
 RESET ROLE;
 
--- Frames leave in sequence order: hour's old frames 9 and 10 come after
--- recent ones and stay until those have expired too.
-
--- default_retention applies to streams without a retention of their own
+-- default_retention applies to streams without a retention of their own;
+-- hour's old frame 10 is no longer its latest either
 SET datastreams.default_retention = '1 day';
 SELECT datastreams.prune() AS pruned_by_default;
 SELECT array_agg(sequence ORDER BY sequence) AS inherit_sequences
@@ -163,27 +161,23 @@ RESET datastreams.default_retention;
 --------------------------------------------------------------------------
 -- Bounded steps: prune_batch_size, prune_all()
 --------------------------------------------------------------------------
-SET ROLE regress_retention_tenant;
-SELECT id AS steps FROM datastreams.create_stream('steps', 'S', retention => '1 hour') \gset
-RESET ROLE;
 INSERT INTO datastreams.frames (stream_id, sequence, created_at)
-SELECT :'steps', g, now() - interval '2 hours' FROM generate_series(1, 8) AS g;
+SELECT :'hour', g, now() - interval '2 hours' FROM generate_series(12, 19) AS g;
 INSERT INTO datastreams.frames (stream_id, sequence, created_at)
 SELECT :'other', g, now() - interval '2 hours' FROM generate_series(4, 6) AS g;
--- steps: 1..7 qualify (8 is the latest); other: 3..5 qualify
+-- hour: 12..18 qualify (19 is the latest); other: 3..5 qualify
 SET datastreams.prune_batch_size = 3;
 SELECT datastreams.prune() AS step1;
 SELECT datastreams.prune() AS step2;
 SELECT datastreams.prune() AS step3;
 SELECT datastreams.prune() AS step4;
 SELECT datastreams.prune() AS step5;
--- prune_all() stops at the first step that deletes less than a full batch
 INSERT INTO datastreams.frames (stream_id, sequence, created_at)
-SELECT :'steps', g, now() - interval '2 hours' FROM generate_series(9, 19) AS g;
+SELECT :'hour', g, now() - interval '2 hours' FROM generate_series(20, 30) AS g;
 CALL datastreams.prune_all();
 SELECT datastreams.prune() AS after_prune_all;
-SELECT array_agg(sequence ORDER BY sequence) AS steps_sequences
-  FROM datastreams.frames WHERE stream_id = :'steps';
+SELECT array_agg(sequence ORDER BY sequence) AS hour_sequences
+  FROM datastreams.frames WHERE stream_id = :'hour';
 RESET datastreams.prune_batch_size;
 
 -- An administrator who is not a superuser prunes every account's streams,

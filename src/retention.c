@@ -14,16 +14,15 @@
  * later steps run.
  *
  * A step costs in proportion to the frames it deletes, not to the frames a
- * stream keeps: frames leave in sequence order, so each stream's
- * (stream_id, sequence) index is walked from its oldest frame and the walk
- * stops at the first frame that has not expired.  A frame therefore goes
- * once it and every frame before it have expired.  Frames of a stream are
- * created in sequence order (created_at is the writing transaction's start,
- * which only concurrent writers and bulk loads that give created_at can
- * put slightly out of order), so that delays a frame by at most as long as
- * the frames before it are younger.  Filtering every retained frame by
- * created_at instead made every step read a stream's whole retention
- * window.
+ * stream keeps: each stream's (stream_id, sequence) index is walked from
+ * its oldest frame, and the walk ends PRUNE_LOOKAHEAD frames past the last
+ * expired one.  Frames of a stream are created in sequence order
+ * (created_at is the writing transaction's start), so that reads a few of
+ * the frames kept, however many there are.  Filtering every retained frame
+ * by created_at instead made every step read a stream's whole retention
+ * window.  A frame that expired behind more than PRUNE_LOOKAHEAD younger
+ * ones (only a bulk load that gives created_at can make one) goes once
+ * those have expired too.
  *
  * Safety:
  * - A stream's latest frame is never deleted: the stream's counters are
@@ -68,6 +67,16 @@
 
 #include "datastreams.h"
 #include "stream_state.h"
+
+/*
+ * How many frames in a row that have not expired end a stream's walk.
+ * Frames are created in sequence order, so after the first one that has
+ * not expired the rest have not either; the few steps beyond it find
+ * frames that expired out of that order (written by concurrent
+ * transactions, or given an older created_at by a bulk load) when only a
+ * few younger ones precede them.
+ */
+#define PRUNE_LOOKAHEAD 64
 
 /* Distinguishes prune claims from stream locks (0x4453) and user locks */
 #define PRUNE_LOCK_CLASS 0x4450
@@ -258,8 +267,9 @@ prepare_plans(void)
 
 /*
  * The ctids of the stream's oldest frames created before cutoff with a
- * sequence below `below`, in sequence order, up to the first frame that is
- * not that old, at most max_frames of them.
+ * sequence below `below`, in sequence order, at most max_frames of them.
+ * The walk ends after PRUNE_LOOKAHEAD frames in a row that are not that
+ * old.
  */
 static int
 expired_frames(const pg_uuid_t *stream_id, int64 below, TimestampTz cutoff,
@@ -273,6 +283,7 @@ expired_frames(const pg_uuid_t *stream_id, int64 below, TimestampTz cutoff,
 	TupleTableSlot *slot;
 	AttrNumber	created_at_att;
 	int			n = 0;
+	int			kept_in_a_row = 0;
 
 	heap = table_open(rels->frames, AccessShareLock);
 	index = index_open(rels->frames_stream_sequence_index, AccessShareLock);
@@ -289,7 +300,12 @@ expired_frames(const pg_uuid_t *stream_id, int64 below, TimestampTz cutoff,
 		ItemPointer tid;
 
 		if (isnull || DatumGetTimestampTz(created_at) >= cutoff)
-			break;
+		{
+			if (++kept_in_a_row >= PRUNE_LOOKAHEAD)
+				break;
+			continue;
+		}
+		kept_in_a_row = 0;
 		tid = palloc(sizeof(ItemPointerData));
 		ItemPointerCopy(&slot->tts_tid, tid);
 		tids[n++] = PointerGetDatum(tid);

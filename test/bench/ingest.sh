@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Benchmarks of the bulk path, the stream cache and pruning (issue 12, items
-# 2, 4 and 5).  Measures; asserts nothing (the verdict column says whether a
-# target was met).  Ratios are against baselines measured in the same run.
+# Benchmarks of the bulk path, the stream cache and pruning.  Measures;
+# asserts nothing (the verdict column says whether a target was met).
+# Ratios are against baselines measured in the same run.
 #
-#   sudo test/bench/ingest.sh                  full run, about 12 minutes on 2 cores
-#   sudo BENCH_QUICK=1 test/bench/ingest.sh    smoke run, about 3 minutes
+#   sudo test/bench/ingest.sh                  full run, about 4 minutes on 2 cores
+#   sudo BENCH_QUICK=1 test/bench/ingest.sh    smoke run, about 1 minute
 #
 # Like run.sh it starts a throwaway PostgreSQL 15 cluster owned by
 # 'postgres' with DEFAULT settings except shared_preload_libraries =

@@ -1,5 +1,4 @@
-# The prune worker rests between runs under steady ingest (issue 12, item
-# 5): a run ends with the first step that deletes less than a full batch,
+# The prune worker rests between runs under steady ingest: a run ends with the first step that deletes less than a full batch,
 # although frames keep expiring, so the worker is idle most of the time and
 # logs one line per prune_interval.  (A run that waited for a step deleting
 # nothing never ended while a writer kept going.)

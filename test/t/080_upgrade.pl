@@ -84,18 +84,17 @@ sql("SET ROLE regress_tenant_a;
 	SELECT datastreams.create_frame('$sa1', 2, '{\"v\": 2}', 200);
 	SELECT datastreams.ingest('$sa1', '[{\"sequence\": 3}, {\"sequence\": 4, \"status\": \"error\"}, {\"sequence\": 5}]');
 	SELECT datastreams.push('datastreams/$sa2', '{\"price\": 1.5}');");
-# old frames, to be pruned once the new version is installed (b1's first
-# ones: frames leave in sequence order)
-sql("INSERT INTO datastreams.frames (stream_id, sequence, created_at)
-	 SELECT '$sb1', g, now() - interval '10 days' FROM generate_series(1, 10) AS g");
 sql("SET ROLE regress_tenant_b;
-	INSERT INTO datastreams.frames (stream_id, sequence, payload) SELECT '$sb1', g, jsonb_build_object('g', g) FROM generate_series(11, 60) AS g;");
+	INSERT INTO datastreams.frames (stream_id, sequence, payload) SELECT '$sb1', g, jsonb_build_object('g', g) FROM generate_series(1, 50) AS g;");
 # (COPY FROM is not available under row-level security: as the superuser)
 sql("COPY datastreams.frames (stream_id, sequence) FROM STDIN;
 $sc1	7
 $sc1	9
 \\.
 ");
+# old frames, to be pruned once the new version is installed
+sql("INSERT INTO datastreams.frames (stream_id, sequence, created_at)
+	 SELECT '$sb1', g, now() - interval '10 days' FROM generate_series(51, 60) AS g");
 sql("INSERT INTO datastreams.frames (stream_id, sequence) VALUES ('$sb1', 61)");
 is(sql("SELECT count(*) FROM datastreams.frames"), '69', 'old SQL, new library: 69 frames ingested');
 ($_, $err) = try_sql("SET ROLE regress_tenant_a; SELECT datastreams.create_frame('$sa1', 3)");

@@ -1,9 +1,8 @@
-# The per-backend stream cache where no isolation spec reaches (issue 12,
-# item 4): a stream change made with PREPARE TRANSACTION reaches other
-# backends' caches at COMMIT PREPARED, run by yet another backend, and
-# never after ROLLBACK PREPARED; without the library preloaded (no shared
-# memory for the per-partition counters) a change still reaches every
-# backend.
+# The per-backend stream cache where no isolation spec reaches: a stream
+# change made with PREPARE TRANSACTION reaches other backends' caches at
+# COMMIT PREPARED, run by yet another backend, and never after ROLLBACK
+# PREPARED; without the library preloaded (no shared memory for the
+# per-partition counters) a change still reaches every backend.
 use strict;
 use warnings;
 

@@ -1,4 +1,4 @@
-# ingest() of a million frames (issue 12, item 2): a cancel stops it within
+# ingest() of a million frames: a cancel stops it within
 # moments, with 57014 and nothing written, and a whole call keeps the
 # backend's private memory under twice the size of its JSON argument
 # (frames are written batch by batch; the argument is the only thing that
