@@ -16,4 +16,109 @@ REVOKE UPDATE ON datastreams.streams FROM PUBLIC;
 GRANT UPDATE (name, symbol, description, frequency, sla_ms, status, metadata, retention)
 	ON datastreams.streams TO PUBLIC;
 
+-- Error messages quote user values clipped, as the C code does.
+CREATE FUNCTION datastreams.clip_for_message(value text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'datastreams_clip_for_message'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION datastreams.clip_for_message(text) IS 'a user value as error messages quote it: at most 64 bytes, then "..."';
+
+-- A duplicate binding names the role and the account it is bound to; the
+-- unique index alone would show the role's OID.
+CREATE FUNCTION datastreams.require_unbound_role(role regrole, account text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	other text;
+BEGIN
+	SELECT a.id INTO other FROM datastreams.accounts AS a
+	 WHERE a.role = $1 AND a.id IS DISTINCT FROM $2;
+	IF FOUND THEN
+		RAISE EXCEPTION 'role "%" is already bound to account "%"',
+			(SELECT r.rolname FROM pg_catalog.pg_roles AS r WHERE r.oid = $1::oid),
+			datastreams.clip_for_message(other)
+			USING ERRCODE = 'unique_violation',
+				  DETAIL = 'A role acts for one account.',
+				  HINT = 'Unbind it first with datastreams.bind_role(account, NULL), or make it a trusted role with datastreams.trust_role() to act for several accounts.';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION datastreams.require_unbound_role(regrole, text) IS 'raises 23505 naming the role and its account when role is bound to an account other than account (administrators)';
+REVOKE ALL ON FUNCTION datastreams.require_unbound_role(regrole, text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION datastreams.create_account(id text, role regrole DEFAULT NULL)
+RETURNS datastreams.accounts
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	result datastreams.accounts;
+BEGIN
+	PERFORM datastreams.require_admin();
+	IF $1 IS NULL OR $1 !~ '[^[:space:]]' THEN
+		RAISE EXCEPTION 'account id is required' USING ERRCODE = 'not_null_violation';
+	END IF;
+	INSERT INTO datastreams.accounts AS a (id, role) VALUES ($1, $2) RETURNING a.* INTO result;
+	RETURN result;
+EXCEPTION WHEN unique_violation THEN
+	IF EXISTS (SELECT FROM datastreams.accounts AS a WHERE a.id = $1) THEN
+		RAISE EXCEPTION 'account "%" already exists', datastreams.clip_for_message($1)
+			USING ERRCODE = 'unique_violation';
+	END IF;
+	PERFORM datastreams.require_unbound_role($2, $1);
+	RAISE;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION datastreams.bind_role(account text, role regrole)
+RETURNS datastreams.accounts
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	result datastreams.accounts;
+BEGIN
+	PERFORM datastreams.require_admin();
+	UPDATE datastreams.accounts AS a SET role = $2 WHERE a.id = $1 RETURNING a.* INTO result;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'account "%" not found', datastreams.clip_for_message($1)
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	RETURN result;
+EXCEPTION WHEN unique_violation THEN
+	PERFORM datastreams.require_unbound_role($2, $1);
+	RAISE;
+END
+$$;
+
+-- Rows naming roles that no longer exist.  With the library loaded, DROP
+-- ROLE removes them in the database where it runs; this is for the others.
+CREATE FUNCTION datastreams.forget_dropped_roles(OUT binding text, OUT account_id text, OUT role oid)
+RETURNS SETOF record
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM datastreams.require_admin();
+	RETURN QUERY
+	WITH gone AS (
+		SELECT a.id, a.role::oid AS role FROM datastreams.accounts AS a
+		 WHERE a.role IS NOT NULL
+		   AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles AS r WHERE r.oid = a.role::oid)
+		   FOR UPDATE),
+	unbound AS (
+		UPDATE datastreams.accounts AS a SET role = NULL FROM gone
+		 WHERE a.id = gone.id RETURNING gone.id, gone.role)
+	SELECT 'account'::text, u.id, u.role FROM unbound AS u;
+	RETURN QUERY
+	DELETE FROM datastreams.trusted_roles AS t
+	 WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles AS r WHERE r.oid = t.role::oid)
+	RETURNING 'trusted'::text, NULL::text, t.role::oid;
+END
+$$;
+COMMENT ON FUNCTION datastreams.forget_dropped_roles() IS 'unbind accounts from, and stop trusting, roles that no longer exist; returns what it removed (administrators)';
+REVOKE ALL ON FUNCTION datastreams.forget_dropped_roles() FROM PUBLIC;
+
 -- (end of hardening)
