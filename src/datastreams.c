@@ -83,6 +83,7 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	ds_normalize_settings();
 	ds_retention_init();
 	ds_metrics_settings();		/* before the prefix is reserved */
 	ds_notify_worker_init();

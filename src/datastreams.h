@@ -80,6 +80,7 @@ extern bool ds_is_blank(const char *s);
 extern Jsonb *ds_normalize_metadata(Jsonb *metadata);
 extern char *ds_clip_for_message(const char *s);
 extern char *ds_status_word(const char *s);
+extern void ds_normalize_settings(void);
 
 /* tenancy.c */
 extern char *ds_current_account(void);
@@ -131,6 +132,9 @@ extern void ds_stream_state_init(void);
 /* ingest.c: which element of an ingest() batch the frames trigger is on */
 extern int64 ds_ingest_element;
 
+/* api.c: errors of our SPI statements without the statement as context */
+extern void ds_strip_internal_query(ErrorData *edata, const char *query);
+
 /* notify.c */
 extern void ds_notify_frame(StreamProgress *progress, const pg_uuid_t *frame_id,
 							int64 sequence, FrameStatus status, int32 latency_ms,
@@ -176,6 +180,8 @@ typedef struct DsAccountCounters
 	char		account_id[DS_ACCOUNT_KEY_LEN];
 	int64		created;
 	int64		updated;
+	int64		tracked_streams;
+	int64		untracked_frames;	/* of its streams that got no entry */
 } DsAccountCounters;
 
 typedef struct DsGlobalCounters
@@ -185,6 +191,7 @@ typedef struct DsGlobalCounters
 	int64		untracked_stream_changes;
 	int64		tracked_streams;
 	int64		max_tracked_streams;
+	int64		max_tracked_streams_per_account;
 	TimestampTz reset_at;
 } DsGlobalCounters;
 

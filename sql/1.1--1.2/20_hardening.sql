@@ -16,6 +16,26 @@ REVOKE UPDATE ON datastreams.streams FROM PUBLIC;
 GRANT UPDATE (name, symbol, description, frequency, sla_ms, status, metadata, retention)
 	ON datastreams.streams TO PUBLIC;
 
+-- create_frame() and update_stream() in C: their errors carry no internal
+-- SQL as context and name the argument or field at fault.  create_frame()
+-- gains on_duplicate: 'skip' makes a re-sent frame (same sequence, same
+-- content) return the stored frame instead of failing with 23505.
+DROP FUNCTION datastreams.create_frame(uuid, bigint, jsonb, integer, text, jsonb);
+CREATE FUNCTION datastreams.create_frame(stream_id uuid, sequence bigint DEFAULT NULL,
+	payload jsonb DEFAULT '{}', latency_ms integer DEFAULT 0,
+	status text DEFAULT 'ok', metadata jsonb DEFAULT '{}',
+	on_duplicate text DEFAULT 'error')
+RETURNS datastreams.frames
+AS 'MODULE_PATHNAME', 'datastreams_create_frame'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION datastreams.create_frame(uuid, bigint, jsonb, integer, text, jsonb, text) IS 'ingest one frame; sequence NULL means the current Unix time in nanoseconds; on_duplicate ''skip'' returns the stored frame when the same frame is sent again (''error'', the default: 23505)';
+
+CREATE OR REPLACE FUNCTION datastreams.update_stream(id uuid, patch jsonb)
+RETURNS datastreams.streams
+AS 'MODULE_PATHNAME', 'datastreams_update_stream'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION datastreams.update_stream(uuid, jsonb) IS 'change the fields present in patch; the rules of the streams trigger apply';
+
 -- Error messages quote user values clipped, as the C code does.
 CREATE FUNCTION datastreams.clip_for_message(value text)
 RETURNS text
@@ -120,5 +140,31 @@ END
 $$;
 COMMENT ON FUNCTION datastreams.forget_dropped_roles() IS 'unbind accounts from, and stop trusting, roles that no longer exist; returns what it removed (administrators)';
 REVOKE ALL ON FUNCTION datastreams.forget_dropped_roles() FROM PUBLIC;
+
+-- prune_all() inside a transaction block says so, instead of failing at
+-- its first COMMIT with a bare "invalid transaction termination".
+CREATE FUNCTION datastreams.require_top_level(procedure text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'datastreams_require_top_level'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION datastreams.require_top_level(text) IS 'raises 2D000 naming procedure when called inside a transaction block (for procedures that commit)';
+
+CREATE OR REPLACE PROCEDURE datastreams.prune_all(INOUT pruned bigint DEFAULT NULL)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	n bigint;
+BEGIN
+	PERFORM datastreams.require_admin();
+	PERFORM datastreams.require_top_level('prune_all()');
+	pruned := 0;
+	LOOP
+		n := datastreams.prune();
+		pruned := pruned OPERATOR(pg_catalog.+) n;
+		COMMIT;
+		EXIT WHEN n OPERATOR(pg_catalog.=) 0;
+	END LOOP;
+END
+$$;
 
 -- (end of hardening)
