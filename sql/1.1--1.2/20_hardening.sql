@@ -167,4 +167,64 @@ BEGIN
 END
 $$;
 
+-- stream_health computes with seconds as numbers: interval arithmetic
+-- fails (22008) on a frame dated 'infinity' or on a frequency of millions
+-- of years times the tolerance, and one such row would make the view fail
+-- for every administrator and exporter.  A frame dated in the future counts
+-- as recent; one dated '-infinity' as long ago.
+CREATE OR REPLACE VIEW datastreams.stream_health WITH (security_invoker = true) AS
+SELECT s.id AS stream_id,
+       s.account_id,
+       s.status,
+       s.sla_ms,
+       s.frequency,
+       c.frames_total,
+       c.frames_ok,
+       c.frames_late,
+       c.frames_error,
+       c.late_ratio,
+       l.latency_p50_ms,
+       l.latency_p95_ms,
+       l.latency_p99_ms,
+       c.latency_mean_ms,
+       st.latest_sequence AS last_sequence,
+       st.latest_created_at AS last_frame_at,
+       (t.now_s - EXTRACT(epoch FROM st.latest_created_at))::double precision
+           AS seconds_since_last_frame,
+       NOT (h.silent OR h.too_late) AS healthy,
+       CASE WHEN h.silent OR h.too_late THEN
+           concat_ws('; ',
+               CASE WHEN h.silent THEN format('no frame within %s s (%s x frequency %s s)',
+                   trim_scale(t.window_s), cfg.tolerance, trim_scale(t.frequency_s)) END,
+               CASE WHEN h.too_late THEN format('late ratio %s above %s',
+                   round(c.late_ratio::numeric, 4), cfg.threshold) END)
+       END AS reason
+  FROM datastreams.streams AS s
+  LEFT JOIN datastreams.stream_state AS st ON st.stream_id = s.id
+  LEFT JOIN datastreams.stream_latency() AS l ON l.stream_id = s.id
+  CROSS JOIN (SELECT
+         coalesce(nullif(current_setting('datastreams.health_frequency_tolerance', true), '')::double precision, 3.0) AS tolerance,
+         coalesce(nullif(current_setting('datastreams.health_late_ratio_threshold', true), '')::double precision, 0.05) AS threshold
+      ) AS cfg
+  CROSS JOIN LATERAL (SELECT
+         coalesce(st.frames_ok + st.frames_late + st.frames_error, 0) AS frames_total,
+         coalesce(st.frames_ok, 0) AS frames_ok,
+         coalesce(st.frames_late, 0) AS frames_late,
+         coalesce(st.frames_error, 0) AS frames_error,
+         st.frames_late::double precision / nullif(st.frames_ok + st.frames_late + st.frames_error, 0) AS late_ratio,
+         st.latency_ms_total::double precision / nullif(st.frames_ok + st.frames_late + st.frames_error, 0) AS latency_mean_ms
+      ) AS c
+  CROSS JOIN LATERAL (SELECT
+         EXTRACT(epoch FROM statement_timestamp()) AS now_s,
+         EXTRACT(epoch FROM s.frequency) AS frequency_s,
+         EXTRACT(epoch FROM s.frequency) * cfg.tolerance::numeric AS window_s
+      ) AS t
+  CROSS JOIN LATERAL (SELECT
+         coalesce(s.status = 'active' AND s.frequency IS NOT NULL
+                  AND t.now_s - EXTRACT(epoch FROM coalesce(st.latest_created_at, s.updated_at)) > t.window_s,
+                  false) AS silent,
+         coalesce(s.status = 'active' AND c.late_ratio > cfg.threshold, false) AS too_late
+      ) AS h;
+COMMENT ON VIEW datastreams.stream_health IS 'per stream: counters, late ratio, latency percentiles, the latest frame and whether an active stream keeps its SLA (healthy, reason); row-level security applies to the caller';
+
 -- (end of hardening)
