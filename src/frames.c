@@ -168,7 +168,7 @@ check_stream_account(const pg_uuid_t *stream_id, const char *stream_account,
 		ds_reject_frame(stream_id, "stream_of_other_account",
 						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 						 errmsg("stream %s belongs to another account", ds_uuid_to_cstring(stream_id)),
-						 errdetail("This session acts for account \"%s\".", acting)));
+						 errdetail("This session acts for account \"%s\".", ds_clip_for_message(acting))));
 
 	if (!frame_account_null)
 	{
@@ -178,7 +178,7 @@ check_stream_account(const pg_uuid_t *stream_id, const char *stream_account,
 			ds_reject_frame(stream_id, "account_mismatch",
 							(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 							 errmsg("frame account \"%s\" does not match the account of stream %s",
-									given, ds_uuid_to_cstring(stream_id)),
+									ds_clip_for_message(given), ds_uuid_to_cstring(stream_id)),
 							 errhint("Leave account_id out: a frame belongs to its stream's account.")));
 	}
 	return pstrdup(stream_account);
