@@ -4,7 +4,9 @@
 -- time was not: the per-backend stream cache remembered streams but not
 -- missing ids, so a rejected insert into another account's stream skipped
 -- the index probe that a missing id paid every time, and the difference
--- told a tenant which ids exist.  The work is counted here as scans of the
+-- told a tenant which ids exist; the read functions' queries fetched the
+-- row of an existing stream before filtering it out.  Every entry point now
+-- checks the stream through the cache first.  The work is counted here as scans of the
 -- streams table (through any index, or sequential) within the
 -- transaction: after a first lookup of each id, repeated calls scan it as
 -- often for another account's stream as for a missing id.
@@ -57,7 +59,9 @@ SELECT p.probe,
 			   (3, 'ingest()', $$SELECT datastreams.ingest({id}, '[{"sequence": 1}]')$$),
 			   (4, 'update_stream()', $$SELECT datastreams.update_stream({id}, '{"name": "x"}')$$),
 			   (5, 'get_stream()', 'SELECT datastreams.get_stream({id})'),
-			   (6, 'latest_frame()', 'SELECT datastreams.latest_frame({id})')) AS p(ord, probe, stmt)
+			   (6, 'latest_frame()', 'SELECT datastreams.latest_frame({id})'),
+			   (7, 'list_frames()', 'SELECT datastreams.list_frames({id})'),
+			   (8, 'frames_since()', 'SELECT datastreams.frames_since({id}, 0)')) AS p(ord, probe, stmt)
  ORDER BY p.ord;
 ROLLBACK;
 

@@ -573,6 +573,8 @@ datastreams_update_stream(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NOT_NULL_VIOLATION),
 				 errmsg("stream id is required")));
 
+	require_own_stream(PG_GETARG_UUID_P(0), account);
+
 	values[0] = PG_GETARG_DATUM(0);
 	nulls[0] = ' ';
 	values[1] = CStringGetTextDatum(account);
@@ -624,6 +626,26 @@ datastreams_update_stream(PG_FUNCTION_ARGS)
 	result = first_row_as_result(fcinfo, caller_context);
 	SPI_finish();
 	PG_RETURN_DATUM(result);
+}
+
+/*
+ * datastreams.require_stream(id): the account the caller acts for, after
+ * checking that the stream is that account's (P0002 otherwise, for another
+ * account's stream as for a missing id, at the same cost).  The read
+ * functions call it before they read anything.
+ */
+PG_FUNCTION_INFO_V1(datastreams_require_stream);
+Datum
+datastreams_require_stream(PG_FUNCTION_ARGS)
+{
+	char	   *account = ds_require_account();
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("stream id is required")));
+	require_own_stream(PG_GETARG_UUID_P(0), account);
+	PG_RETURN_TEXT_P(cstring_to_text(account));
 }
 
 /*--------------------------------------------------------------------------

@@ -43,6 +43,91 @@ AS 'MODULE_PATHNAME', 'datastreams_clip_for_message'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION datastreams.clip_for_message(text) IS 'a user value as error messages quote it: at most 64 bytes, then "..."';
 
+-- The read functions check the stream with require_stream(), which answers
+-- from the per-backend stream cache: another account's stream and a missing
+-- id are rejected after the same work.  Their own queries, reading through
+-- the streams index, took measurably longer for an existing stream (the
+-- row is fetched, then filtered out) than for a missing one.
+CREATE FUNCTION datastreams.require_stream(id uuid)
+RETURNS text
+AS 'MODULE_PATHNAME', 'datastreams_require_stream'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION datastreams.require_stream(uuid) IS 'the account the caller acts for, when the stream is that account''s; P0002 for another account''s stream as for a missing id';
+
+CREATE OR REPLACE FUNCTION datastreams.get_stream(id uuid)
+RETURNS datastreams.streams
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	account text := datastreams.require_stream($1);
+	result datastreams.streams;
+BEGIN
+	SELECT s.* INTO result FROM datastreams.streams AS s
+	 WHERE s.id = $1 AND s.account_id = account;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'stream % not found', $1 USING ERRCODE = 'no_data_found';
+	END IF;
+	RETURN result;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION datastreams.list_frames(stream_id uuid, "limit" integer DEFAULT 25,
+	before_sequence bigint DEFAULT NULL)
+RETURNS SETOF datastreams.frames
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	account text := datastreams.require_stream($1);
+	n integer := CASE WHEN "limit" IS NULL OR "limit" <= 0 THEN 25 ELSE least("limit", 500) END;
+BEGIN
+	IF before_sequence IS NULL THEN
+		RETURN QUERY SELECT f.* FROM datastreams.frames AS f
+		 WHERE f.stream_id = $1 AND f.account_id = account
+		 ORDER BY f.sequence DESC LIMIT n;
+	ELSE
+		RETURN QUERY SELECT f.* FROM datastreams.frames AS f
+		 WHERE f.stream_id = $1 AND f.account_id = account AND f.sequence < before_sequence
+		 ORDER BY f.sequence DESC LIMIT n;
+	END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION datastreams.frames_since(stream_id uuid, after_sequence bigint,
+	"limit" integer DEFAULT 500)
+RETURNS SETOF datastreams.frames
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	account text := datastreams.require_stream($1);
+	n integer := CASE WHEN "limit" IS NULL OR "limit" <= 0 THEN 500 ELSE least("limit", 10000) END;
+BEGIN
+	RETURN QUERY SELECT f.* FROM datastreams.frames AS f
+	 WHERE f.stream_id = $1 AND f.account_id = account
+	   AND f.sequence > coalesce(after_sequence, 0)
+	 ORDER BY f.sequence LIMIT n;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION datastreams.latest_frame(stream_id uuid)
+RETURNS datastreams.frames
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	account text := datastreams.require_stream($1);
+	result datastreams.frames;
+BEGIN
+	SELECT f.* INTO result
+	  FROM datastreams.stream_state AS st
+	  JOIN datastreams.frames AS f ON f.id = st.latest_frame_id
+	 WHERE st.stream_id = $1 AND f.account_id = account;
+	RETURN result;
+END
+$$;
+
 -- A duplicate binding names the role and the account it is bound to; the
 -- unique index alone would show the role's OID.
 CREATE FUNCTION datastreams.require_unbound_role(role regrole, account text)
