@@ -18,12 +18,10 @@
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -104,20 +102,18 @@ prepare_kept(const char *query, int nargs, Oid *argtypes)
 	return plan;
 }
 
-/* The first row SPI returned, as a datum of the function's row type */
+/*
+ * The whole row in the first column of the first row SPI returned (the
+ * statements return "f" or "s", the table's row type, which accounts for
+ * dropped columns), copied out of SPI's memory.
+ */
 static Datum
-first_row_as_result(FunctionCallInfo fcinfo, MemoryContext caller_context)
+returned_row(void)
 {
-	TupleDesc	result_desc;
-	MemoryContext old;
-	Datum		result;
+	bool		isnull;
+	Datum		row = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 
-	if (get_call_result_type(fcinfo, NULL, &result_desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	old = MemoryContextSwitchTo(caller_context);
-	result = heap_copy_tuple_as_datum(SPI_tuptable->vals[0], result_desc);
-	MemoryContextSwitchTo(old);
-	return result;
+	return SPI_datumTransfer(row, false, -1);
 }
 
 static void
@@ -150,10 +146,10 @@ require_own_stream(const pg_uuid_t *stream_id, const char *account)
 	"INSERT INTO datastreams.frames AS f " \
 	"(stream_id, sequence, payload, latency_ms, status, metadata) " \
 	"VALUES ($1, $2, $3, $4, $5, $6)"
-#define INSERT_FRAME_RETURNING " RETURNING f.*"
+#define INSERT_FRAME_RETURNING " RETURNING f"
 #define INSERT_FRAME_SKIP " ON CONFLICT (stream_id, sequence) DO NOTHING"
 #define STORED_FRAME_QUERY \
-	"SELECT f.* FROM datastreams.frames AS f " \
+	"SELECT f, f.payload, f.metadata, f.latency_ms, f.status FROM datastreams.frames AS f " \
 	"WHERE f.stream_id OPERATOR(pg_catalog.=) $1 AND f.sequence OPERATOR(pg_catalog.=) $2"
 
 static SPIPlanPtr insert_frame_plan = NULL;
@@ -188,9 +184,6 @@ parse_on_duplicate(FunctionCallInfo fcinfo, int argno)
 {
 	char	   *value = "NULL";
 
-	/* create_frame() of the 1.0 and 1.1 scripts has no such argument */
-	if (PG_NARGS() <= argno)
-		return ON_DUPLICATE_ERROR;
 	if (!PG_ARGISNULL(argno))
 	{
 		value = text_to_cstring(PG_GETARG_TEXT_PP(argno));
@@ -252,10 +245,10 @@ check_same_frame(FunctionCallInfo fcinfo, const pg_uuid_t *stream_id, int64 sequ
 	const char *status;
 	const char *field = NULL;
 
-	stored_payload = DatumGetJsonbP(SPI_getbinval(stored, desc, SPI_fnumber(desc, "payload"), &isnull));
-	stored_metadata = DatumGetJsonbP(SPI_getbinval(stored, desc, SPI_fnumber(desc, "metadata"), &isnull));
-	stored_latency = DatumGetInt32(SPI_getbinval(stored, desc, SPI_fnumber(desc, "latency_ms"), &isnull));
-	stored_status = SPI_getvalue(stored, desc, SPI_fnumber(desc, "status"));
+	stored_payload = DatumGetJsonbP(SPI_getbinval(stored, desc, 2, &isnull));
+	stored_metadata = DatumGetJsonbP(SPI_getbinval(stored, desc, 3, &isnull));
+	stored_latency = DatumGetInt32(SPI_getbinval(stored, desc, 4, &isnull));
+	stored_status = SPI_getvalue(stored, desc, 5);
 
 	payload = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
 	metadata = PG_ARGISNULL(5) ? NULL : PG_GETARG_JSONB_P(5);
@@ -290,7 +283,6 @@ PG_FUNCTION_INFO_V1(datastreams_create_frame);
 Datum
 datastreams_create_frame(PG_FUNCTION_ARGS)
 {
-	MemoryContext caller_context = CurrentMemoryContext;
 	pg_uuid_t  *stream_id;
 	OnDuplicate on_duplicate;
 	char	   *account;
@@ -360,7 +352,7 @@ datastreams_create_frame(PG_FUNCTION_ARGS)
 		}
 	}
 
-	result = first_row_as_result(fcinfo, caller_context);
+	result = returned_row();
 	SPI_finish();
 	PG_RETURN_DATUM(result);
 }
@@ -410,7 +402,7 @@ static const char *const immutable_fields[] = {"id", "account_id", "created_at",
 	"metadata = CASE WHEN $15 THEN $16 ELSE s.metadata END, " \
 	"retention = CASE WHEN $17 THEN $18 ELSE s.retention END " \
 	"WHERE s.id OPERATOR(pg_catalog.=) $1 AND s.account_id OPERATOR(pg_catalog.=) $2 " \
-	"RETURNING s.*"
+	"RETURNING s"
 
 static SPIPlanPtr update_stream_plan = NULL;
 
@@ -551,7 +543,6 @@ PG_FUNCTION_INFO_V1(datastreams_update_stream);
 Datum
 datastreams_update_stream(PG_FUNCTION_ARGS)
 {
-	MemoryContext caller_context = CurrentMemoryContext;
 	char	   *account;
 	Jsonb	   *patch;
 	JsonbIterator *it;
@@ -623,7 +614,7 @@ datastreams_update_stream(PG_FUNCTION_ARGS)
 	if (SPI_processed == 0)
 		stream_not_found(PG_GETARG_UUID_P(0));
 
-	result = first_row_as_result(fcinfo, caller_context);
+	result = returned_row();
 	SPI_finish();
 	PG_RETURN_DATUM(result);
 }

@@ -367,9 +367,14 @@ forget_role(Oid roleid, bool dropped)
 	Oid			save_userid;
 	int			save_sec_context;
 	uint64		i;
+	char	   *what;
 
 	if (!OidIsValid(get_extension_oid("datastreams", true)))
 		return;
+	/* (a role being created may not be visible yet: no name for it) */
+	what = dropped ?
+		psprintf("role \"%s\" dropped", GetUserNameFromId(roleid, false)) :
+		psprintf("role %u created with the OID of a dropped role", roleid);
 
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
@@ -381,16 +386,14 @@ forget_role(Oid roleid, bool dropped)
 		elog(ERROR, "could not unbind role %u", roleid);
 	for (i = 0; i < SPI_processed; i++)
 		ereport(LOG,
-				(errmsg("datastreams: role %u %s, unbound from account \"%s\"", roleid,
-						dropped ? "dropped" : "created with the OID of a dropped role",
+				(errmsg("datastreams: %s, unbound from account \"%s\"", what,
 						ds_clip_for_message(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1))),
 				 errhidestmt(true)));
 	if (SPI_execute_with_args(untrust_query, 1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not untrust role %u", roleid);
 	if (SPI_processed > 0)
 		ereport(LOG,
-				(errmsg("datastreams: role %u %s, no longer trusted", roleid,
-						dropped ? "dropped" : "created with the OID of a dropped role"),
+				(errmsg("datastreams: %s, no longer trusted", what),
 				 errhidestmt(true)));
 
 	SPI_finish();
