@@ -57,8 +57,8 @@ RESET ROLE;
 SELECT CASE WHEN sequence < 100 THEN sequence::text ELSE 'now in ns' END AS sequence, status
   FROM datastreams.frames WHERE stream_id = '00000000-0000-4000-8000-0000000009a1'
  ORDER BY frames.sequence;
-SELECT frames_ok, frames_late, frames_error, latency_ms_total
-  FROM datastreams.stream_state WHERE stream_id = '00000000-0000-4000-8000-0000000009a1';
+SELECT frames_total, frames_ok, frames_late, frames_error, latency_mean_ms
+  FROM datastreams.stream_health WHERE stream_id = '00000000-0000-4000-8000-0000000009a1';
 SELECT m[1] AS status, m[2] AS frames_created
   FROM regexp_matches(datastreams.metrics(),
 	'datastreams_frames_created_total\{account_id="regress_hd_a",stream_id="00000000-0000-4000-8000-0000000009a1",status="([a-z]+)"\} (\d+)',

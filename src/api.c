@@ -64,10 +64,12 @@ ds_strip_internal_query(ErrorData *edata, const char *query)
 
 /*
  * Run a prepared statement of ours; an error leaves without the statement
- * as context.  Returns SPI's result code.
+ * as context, and with duplicate_hint, when given, as the HINT of a unique
+ * violation.  Returns SPI's result code.
  */
 static int
-execute_quietly(SPIPlanPtr plan, const char *query, Datum *values, const char *nulls)
+execute_quietly(SPIPlanPtr plan, const char *query, Datum *values, const char *nulls,
+				const char *duplicate_hint)
 {
 	MemoryContext caller_context = CurrentMemoryContext;
 	int			rc = 0;
@@ -84,6 +86,8 @@ execute_quietly(SPIPlanPtr plan, const char *query, Datum *values, const char *n
 		edata = CopyErrorData();
 		FlushErrorState();
 		ds_strip_internal_query(edata, query);
+		if (duplicate_hint && edata->sqlerrcode == ERRCODE_UNIQUE_VIOLATION)
+			edata->hint = pstrdup(duplicate_hint);
 		ReThrowError(edata);
 	}
 	PG_END_TRY();
@@ -323,13 +327,13 @@ datastreams_create_frame(PG_FUNCTION_ARGS)
 		 * among the stored sequences; ON CONFLICT covers a repeat committed
 		 * by another session in between.
 		 */
-		execute_quietly(stored_frame_plan, STORED_FRAME_QUERY, values, nulls);
+		execute_quietly(stored_frame_plan, STORED_FRAME_QUERY, values, nulls, NULL);
 		if (SPI_processed == 0)
 		{
-			execute_quietly(insert_frame_skip_plan, insert_frame_skip_query, values, nulls);
+			execute_quietly(insert_frame_skip_plan, insert_frame_skip_query, values, nulls, NULL);
 			inserted = SPI_processed > 0;
 			if (!inserted)
-				execute_quietly(stored_frame_plan, STORED_FRAME_QUERY, values, nulls);
+				execute_quietly(stored_frame_plan, STORED_FRAME_QUERY, values, nulls, NULL);
 		}
 		/* a repeat committed after this transaction's snapshot was taken */
 		if (SPI_processed == 0)
@@ -343,7 +347,8 @@ datastreams_create_frame(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		execute_quietly(insert_frame_plan, insert_frame_query, values, nulls);
+		execute_quietly(insert_frame_plan, insert_frame_query, values, nulls,
+						"To skip a frame that is already stored, call create_frame() with on_duplicate => 'skip'.");
 		/* a BEFORE trigger of the user's may have skipped the row */
 		if (SPI_processed == 0)
 		{
@@ -610,7 +615,7 @@ datastreams_update_stream(PG_FUNCTION_ARGS)
 		}
 		update_stream_plan = prepare_kept(UPDATE_STREAM_QUERY, lengthof(argtypes), argtypes);
 	}
-	execute_quietly(update_stream_plan, UPDATE_STREAM_QUERY, values, nulls);
+	execute_quietly(update_stream_plan, UPDATE_STREAM_QUERY, values, nulls, NULL);
 	if (SPI_processed == 0)
 		stream_not_found(PG_GETARG_UUID_P(0));
 

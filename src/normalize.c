@@ -29,7 +29,7 @@ static int	max_metadata_bytes = MAX_METADATA_BYTES_DEFAULT;
  * could carry megabytes of it into every read and every error message.
  */
 void
-ds_normalize_settings(void)
+ds_normalize_init(void)
 {
 	DefineCustomIntVariable("datastreams.max_metadata_bytes",
 							"Sets the largest metadata accepted on a stream or a frame.",

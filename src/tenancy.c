@@ -40,6 +40,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -66,6 +67,7 @@ typedef struct RoleTenancy
 } RoleTenancy;
 
 static RoleTenancy tenancy;
+static char *account_id_setting = NULL;
 
 static void
 tenancy_reset(void)
@@ -192,9 +194,32 @@ current_tenancy(void)
 static const char *
 setting_account(void)
 {
-	if (ds_account_id_setting == NULL || ds_account_id_setting[0] == '\0')
+	if (account_id_setting == NULL || account_id_setting[0] == '\0')
 		return NULL;
-	return ds_account_id_setting;
+	return account_id_setting;
+}
+
+/*
+ * The one place datastreams switches identity.  Its triggers and workers
+ * write rows that tenants may read but never write (the stream state,
+ * pruned frames, the frames of a deleted stream, the bindings of a dropped
+ * role); those rows are fully
+ * determined by the extension's code, so it writes them as the bootstrap
+ * superuser, which row-level security does not filter, and switches back
+ * at once.
+ */
+void
+ds_become_superuser(Oid *save_userid, int *save_sec_context)
+{
+	GetUserIdAndSecContext(save_userid, save_sec_context);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   *save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+void
+ds_restore_user(Oid save_userid, int save_sec_context)
+{
+	SetUserIdAndSecContext(save_userid, save_sec_context);
 }
 
 /*
@@ -350,8 +375,8 @@ datastreams_tenancy_changed(PG_FUNCTION_ARGS)
 /*
  * Remove the rows that name a role by its OID: unbind it from its account
  * (the account and its data stay) and withdraw its trust.  Runs as the
- * bootstrap superuser, since whoever drops or creates roles need not be a
- * datastreams administrator, and row-level security is forced.
+ * superuser (ds_become_superuser): whoever drops or creates roles need not
+ * be a datastreams administrator, and row-level security is forced.
  */
 static void
 forget_role(Oid roleid, bool dropped)
@@ -376,9 +401,7 @@ forget_role(Oid roleid, bool dropped)
 		psprintf("role \"%s\" dropped", GetUserNameFromId(roleid, false)) :
 		psprintf("role %u created with the OID of a dropped role", roleid);
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	ds_become_superuser(&save_userid, &save_sec_context);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
@@ -397,7 +420,7 @@ forget_role(Oid roleid, bool dropped)
 				 errhidestmt(true)));
 
 	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	ds_restore_user(save_userid, save_sec_context);
 }
 
 static object_access_hook_type prev_object_access_hook = NULL;
@@ -422,6 +445,16 @@ tenancy_xact_callback(XactEvent event, void *arg)
 void
 ds_tenancy_init(void)
 {
+	DefineCustomStringVariable("datastreams.account_id",
+							   "Sets the account the session acts for.",
+							   "Honoured for trusted application roles and administrators; "
+							   "a role bound to an account always acts for that account.",
+							   &account_id_setting,
+							   "",
+							   PGC_USERSET,
+							   0,
+							   NULL, NULL, NULL);
+
 	RegisterXactCallback(tenancy_xact_callback, NULL);
 	CacheRegisterRelcacheCallback(tenancy_relcache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, tenancy_syscache_callback, (Datum) 0);

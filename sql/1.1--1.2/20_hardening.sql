@@ -120,10 +120,9 @@ DECLARE
 	account text := datastreams.require_stream($1);
 	result datastreams.frames;
 BEGIN
-	SELECT f.* INTO result
-	  FROM datastreams.stream_state AS st
-	  JOIN datastreams.frames AS f ON f.id = st.latest_frame_id
-	 WHERE st.stream_id = $1 AND f.account_id = account;
+	SELECT f.* INTO result FROM datastreams.frames AS f
+	 WHERE f.stream_id OPERATOR(pg_catalog.=) $1 AND f.account_id OPERATOR(pg_catalog.=) account
+	 ORDER BY f.sequence DESC LIMIT 1;
 	RETURN result;
 END
 $$;
@@ -252,11 +251,12 @@ BEGIN
 END
 $$;
 
--- stream_health computes with seconds as numbers: interval arithmetic
--- fails (22008) on a frame dated 'infinity' or on a frequency of millions
--- of years times the tolerance, and one such row would make the view fail
--- for every administrator and exporter.  A frame dated in the future counts
--- as recent; one dated '-infinity' as long ago.
+-- stream_health (as 10_bus_and_state.sql defines it) computes with seconds
+-- as numbers: interval arithmetic fails (22008) on a frame dated 'infinity'
+-- (rows written before the frames trigger set created_at, restores) or on
+-- a frequency of millions of years times the tolerance, and one such row
+-- would make the view fail for every administrator and exporter.  A frame
+-- dated in the future counts as recent; one dated '-infinity' as long ago.
 CREATE OR REPLACE VIEW datastreams.stream_health WITH (security_invoker = true) AS
 SELECT s.id AS stream_id,
        s.account_id,
@@ -272,41 +272,55 @@ SELECT s.id AS stream_id,
        l.latency_p95_ms,
        l.latency_p99_ms,
        c.latency_mean_ms,
-       st.latest_sequence AS last_sequence,
-       st.latest_created_at AS last_frame_at,
-       (t.now_s - EXTRACT(epoch FROM st.latest_created_at))::double precision
+       lf.sequence AS last_sequence,
+       lf.created_at AS last_frame_at,
+       (sec.now_s - EXTRACT(epoch FROM lf.created_at))::double precision
            AS seconds_since_last_frame,
        NOT (h.silent OR h.too_late) AS healthy,
        CASE WHEN h.silent OR h.too_late THEN
            concat_ws('; ',
                CASE WHEN h.silent THEN format('no frame within %s s (%s x frequency %s s)',
-                   trim_scale(t.window_s), cfg.tolerance, trim_scale(t.frequency_s)) END,
+                   trim_scale(sec.window_s), cfg.tolerance, trim_scale(sec.frequency_s)) END,
                CASE WHEN h.too_late THEN format('late ratio %s above %s',
                    round(c.late_ratio::numeric, 4), cfg.threshold) END)
        END AS reason
   FROM datastreams.streams AS s
   LEFT JOIN datastreams.stream_state AS st ON st.stream_id = s.id
   LEFT JOIN datastreams.stream_latency() AS l ON l.stream_id = s.id
+  LEFT JOIN LATERAL (SELECT f.sequence, f.created_at FROM datastreams.frames AS f
+                      WHERE f.stream_id = s.id ORDER BY f.sequence DESC LIMIT 1) AS lf ON true
+  CROSS JOIN LATERAL (SELECT count(*) FILTER (WHERE f.status = 'ok') AS ok,
+                             count(*) FILTER (WHERE f.status = 'late') AS late,
+                             count(*) FILTER (WHERE f.status = 'error') AS error,
+                             coalesce(sum(f.latency_ms), 0) AS latency
+                        FROM datastreams.frames AS f
+                       WHERE f.stream_id = s.id AND f.sequence > coalesce(st.counted_through, 0)) AS u
   CROSS JOIN (SELECT
          coalesce(nullif(current_setting('datastreams.health_frequency_tolerance', true), '')::double precision, 3.0) AS tolerance,
          coalesce(nullif(current_setting('datastreams.health_late_ratio_threshold', true), '')::double precision, 0.05) AS threshold
       ) AS cfg
   CROSS JOIN LATERAL (SELECT
-         coalesce(st.frames_ok + st.frames_late + st.frames_error, 0) AS frames_total,
-         coalesce(st.frames_ok, 0) AS frames_ok,
-         coalesce(st.frames_late, 0) AS frames_late,
-         coalesce(st.frames_error, 0) AS frames_error,
-         st.frames_late::double precision / nullif(st.frames_ok + st.frames_late + st.frames_error, 0) AS late_ratio,
-         st.latency_ms_total::double precision / nullif(st.frames_ok + st.frames_late + st.frames_error, 0) AS latency_mean_ms
+         coalesce(st.frames_ok, 0) + u.ok AS ok,
+         coalesce(st.frames_late, 0) + u.late AS late,
+         coalesce(st.frames_error, 0) + u.error AS error,
+         coalesce(st.latency_ms_total, 0) + u.latency AS latency
+      ) AS t
+  CROSS JOIN LATERAL (SELECT
+         t.ok + t.late + t.error AS frames_total,
+         t.ok AS frames_ok,
+         t.late AS frames_late,
+         t.error AS frames_error,
+         t.late::double precision / nullif(t.ok + t.late + t.error, 0) AS late_ratio,
+         t.latency::double precision / nullif(t.ok + t.late + t.error, 0) AS latency_mean_ms
       ) AS c
   CROSS JOIN LATERAL (SELECT
          EXTRACT(epoch FROM statement_timestamp()) AS now_s,
          EXTRACT(epoch FROM s.frequency) AS frequency_s,
          EXTRACT(epoch FROM s.frequency) * cfg.tolerance::numeric AS window_s
-      ) AS t
+      ) AS sec
   CROSS JOIN LATERAL (SELECT
          coalesce(s.status = 'active' AND s.frequency IS NOT NULL
-                  AND t.now_s - EXTRACT(epoch FROM coalesce(st.latest_created_at, s.updated_at)) > t.window_s,
+                  AND sec.now_s - EXTRACT(epoch FROM coalesce(lf.created_at, s.updated_at)) > sec.window_s,
                   false) AS silent,
          coalesce(s.status = 'active' AND c.late_ratio > cfg.threshold, false) AS too_late
       ) AS h;
