@@ -335,13 +335,17 @@ datastreams_create_frame(PG_FUNCTION_ARGS)
 			if (!inserted)
 				execute_quietly(stored_frame_plan, STORED_FRAME_QUERY, values, nulls, NULL);
 		}
-		/* a repeat committed after this transaction's snapshot was taken */
+		/*
+		 * A repeat committed after this transaction's snapshot was taken
+		 * (REPEATABLE READ): stored, but not visible to compare with.
+		 */
 		if (SPI_processed == 0)
 			ereport(ERROR,
-					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-					 errmsg("could not serialize access due to a concurrent frame with sequence " INT64_FORMAT,
-							PG_GETARG_INT64(1)),
-					 errhint("Retry the transaction.")));
+					(errcode(ERRCODE_UNIQUE_VIOLATION),
+					 errmsg("stream %s already has a frame with sequence " INT64_FORMAT,
+							ds_uuid_to_cstring(stream_id), PG_GETARG_INT64(1)),
+					 errdetail("A transaction this one cannot see stored it, so it cannot be compared."),
+					 errhint("Retry in a new transaction.")));
 		if (!inserted)
 			check_same_frame(fcinfo, stream_id, PG_GETARG_INT64(1));
 	}
@@ -459,8 +463,11 @@ patch_interval(const char *field, const char *text)
 		MemoryContextSwitchTo(caller_context);
 		edata = CopyErrorData();
 		FlushErrorState();
+		/* 22007 for a value that does not parse, 22008 for one out of range */
 		ereport(ERROR,
-				(errcode(edata->sqlerrcode),
+				(edata->sqlerrcode == ERRCODE_INVALID_DATETIME_FORMAT ?
+				 errcode(ERRCODE_INVALID_DATETIME_FORMAT) :
+				 errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("stream field \"%s\" is not a valid interval", field),
 				 errdetail("The value given is \"%s\".", ds_clip_for_message(text)),
 				 errhint("Give an interval such as \"1s\", \"250 ms\" or \"30 days\".")));
