@@ -43,7 +43,8 @@ $$;
 SELECT t.tbl, r.who,
 	   string_agg(m.mode || '=' || pg_temp.try_as(r.role, r.account,
 			format('LOCK TABLE datastreams.%I IN %s MODE', t.tbl, m.mode)), ', ' ORDER BY m.ord) AS outcomes
-  FROM unnest(ARRAY['accounts', 'trusted_roles', 'streams', 'frames', 'stream_state', 'stream_health'])
+  FROM unnest(ARRAY['accounts', 'trusted_roles', 'streams', 'frames', 'stream_state', 'stream_health',
+				   'consumers', 'consumer_positions', 'consumer_lag'])
 	   WITH ORDINALITY AS t(tbl, tord)
  CROSS JOIN (VALUES (1, 'tenant', 'regress_hg_tenant', ''),
 					(2, 'app', 'regress_hg_app', 'regress_hg_a'),
