@@ -9,6 +9,15 @@
  * committed state, not the transaction snapshot, so a cached entry stays
  * valid across transactions until its stream changes.
  *
+ * Ids that name no stream are cached too (with a NULL account).  Besides
+ * sparing the index probe, this makes a missing id cost what another
+ * account's stream costs, for which the frames trigger and the API give
+ * the same "not found": otherwise the time of a rejected insert would tell
+ * a tenant which ids exist.  (Creating a stream reports its id like any
+ * other change, so a cached miss does not outlive it.)  The cache is
+ * emptied when it grows past STREAM_CACHE_MAX_ENTRIES, so probing random
+ * ids cannot grow it forever.
+ *
  * Invalidation is per stream.  PostgreSQL's invalidation messages name a
  * whole relation (or a catalog cache entry, which an extension cannot
  * send), and dropping every backend's whole cache, relcache entry and
@@ -62,6 +71,8 @@
 
 /* Partitions of the stream id hash space, each with a generation counter */
 #define STREAM_CACHE_PARTITIONS 4096
+
+#define STREAM_CACHE_MAX_ENTRIES 65536
 
 typedef struct StreamCacheShared
 {
@@ -317,6 +328,7 @@ ds_lookup_stream(const pg_uuid_t *stream_id)
 	uint64		generation = 0;
 	StreamCacheEntry *entry;
 	CachedStream fetched;
+	bool		exists;
 	bool		found;
 
 	if (stream_cache == NULL || stream_cache_stale)
@@ -331,17 +343,15 @@ ds_lookup_stream(const pg_uuid_t *stream_id)
 
 	entry = hash_search_with_hash_value(stream_cache, stream_id, hash, HASH_FIND, NULL);
 	if (entry && entry->generation == generation)
-		return &entry->stream;
+		return entry->stream.account_id ? &entry->stream : NULL;
 
-	if (!fetch_stream(stream_id, &fetched))
-		return NULL;
+	exists = fetch_stream(stream_id, &fetched);
 
 	/* An invalidation during the fetch makes what was read suspect too */
 	if (stream_cache_stale)
 	{
 		stream_cache_create();
-		if (!fetch_stream(stream_id, &fetched))
-			return NULL;
+		exists = fetch_stream(stream_id, &fetched);
 	}
 
 	/* an answer read with a parallel query's snapshot is not kept */
@@ -349,18 +359,30 @@ ds_lookup_stream(const pg_uuid_t *stream_id)
 	{
 		static CachedStream uncached;
 
+		if (!exists)
+			return NULL;
 		uncached = fetched;
 		memcpy(&uncached.id, stream_id, sizeof(pg_uuid_t));
 		return &uncached;
 	}
 
+	if (hash_get_num_entries(stream_cache) >= STREAM_CACHE_MAX_ENTRIES)
+	{
+		if (exists)
+			fetched.account_id = pstrdup(fetched.account_id);
+		stream_cache_create();
+		if (exists)
+			fetched.account_id = MemoryContextStrdup(stream_cache_context, fetched.account_id);
+	}
 	entry = hash_search_with_hash_value(stream_cache, stream_id, hash, HASH_ENTER, &found);
-	if (found)
+	if (found && entry->stream.account_id)
 		pfree(entry->stream.account_id);
-	entry->stream.account_id = fetched.account_id;
+	entry->generation = generation;
+	entry->stream.account_id = exists ? fetched.account_id : NULL;
+	if (!exists)
+		return NULL;
 	entry->stream.status = fetched.status;
 	entry->stream.sla_ms = fetched.sla_ms;
-	entry->generation = generation;
 	return &entry->stream;
 }
 
