@@ -136,6 +136,8 @@ ds_build_install() {
 		mkdir -p "$DS_PG_ROOT/usr/lib/postgresql" "$DS_PG_ROOT/usr/share/postgresql"
 		cp -a "/usr/lib/postgresql/$DS_PG_MAJOR" "$DS_PG_ROOT/usr/lib/postgresql/"
 		cp -a "/usr/share/postgresql/$DS_PG_MAJOR" "$DS_PG_ROOT/usr/share/postgresql/"
+		mkdir -p "$DS_PG_ROOT/usr/include"
+		cp -a /usr/include/postgresql "$DS_PG_ROOT/usr/include/"
 	fi
 	jobs=$(nproc 2>/dev/null || echo 2)
 	ds_info "building (make -j$jobs PG_CONFIG=$DS_PG_CONFIG)"
