@@ -182,7 +182,7 @@ ds_cluster_init() {
 		echo "listen_addresses = '127.0.0.1'"
 		echo "unix_socket_directories = '$sockdir'"
 		echo "max_connections = 100"
-		echo "max_prepared_transactions = 0"
+		echo "max_prepared_transactions = 10"
 		if [ "${DATASTREAMS_PRELOAD:-1}" != 0 ]; then
 			echo "shared_preload_libraries = 'datastreams'"
 		else

@@ -15,7 +15,8 @@
 
 /* notify.c */
 extern int64 ds_notify_range(const pg_uuid_t *stream_id, int64 first_sequence,
-							 int64 last_sequence, int64 count, Snapshot snapshot);
+							 int64 last_sequence, int64 count, const pg_uuid_t *last_id,
+							 FrameStatus last_status, Snapshot snapshot);
 extern void ds_notify_batch(const pg_uuid_t *stream_id, int64 first_sequence,
 							int64 last_sequence, int64 count);
 extern bool ds_notify_queue_full(void);

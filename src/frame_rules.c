@@ -240,7 +240,7 @@ ds_apply_frame_rules(const FrameColumns *c, Datum *values, bool *nulls,
 	Jsonb	   *payload;
 	LedgerStream *entry = NULL;
 	int64		latest;
-	pg_uuid_t  *frame_id;
+	pg_uuid_t  *frame_id = NULL;
 
 	/* The stream: it must exist, be visible to the caller and not paused */
 	if (nulls[c->stream_id])
@@ -364,7 +364,8 @@ ds_apply_frame_rules(const FrameColumns *c, Datum *values, bool *nulls,
 	nulls[c->payload] = nulls[c->latency_ms] = nulls[c->status] = false;
 	nulls[c->metadata] = nulls[c->created_at] = false;
 
-	ds_ledger_record_frame(entry, sequence, status, latency_ms);
+	ds_ledger_record_frame(entry, DatumGetUUIDP(values[c->id]), sequence, status, latency_ms,
+						   DatumGetTimestampTz(values[c->created_at]));
 	return FRAME_ACCEPTED;
 }
 

@@ -175,19 +175,24 @@ ds_ledger_latest(LedgerStream *entry)
 		remember(&entry->t, sizeof(StreamTally));
 		entry->t.latest = ds_read_latest_sequence(&entry->stream_id);
 		entry->t.latest_known = true;
+		if (entry->t.count == 0)
+			entry->t.latest_before = entry->t.latest;
 	}
 	return entry->t.latest;
 }
 
 void
-ds_ledger_record_frame(LedgerStream *entry, int64 sequence, FrameStatus status,
-					   int32 latency_ms)
+ds_ledger_record_frame(LedgerStream *entry, const pg_uuid_t *frame_id, int64 sequence,
+					   FrameStatus status, int32 latency_ms, TimestampTz created_at)
 {
 	StreamTally *t = &entry->t;
 
 	remember(t, sizeof(StreamTally));
 	if (t->count++ == 0)
 		t->first_sequence = sequence;
+	memcpy(&t->last_id, frame_id, sizeof(pg_uuid_t));
+	t->last_created_at = created_at;
+	t->last_status = status;
 	t->latest = sequence;
 	t->latest_known = true;
 	t->frames[status]++;

@@ -21,8 +21,12 @@ typedef struct StreamTally
 	bool		locked;			/* the stream lock is held */
 	bool		latest_known;
 	int64		latest;			/* highest sequence, when latest_known */
+	int64		latest_before;	/* the latest sequence before this transaction */
 	int64		count;			/* frames this transaction wrote */
 	int64		first_sequence; /* the first of them */
+	pg_uuid_t	last_id;		/* the last of them */
+	TimestampTz last_created_at;
+	FrameStatus last_status;
 	int64		frames[FRAME_STATUS_COUNT];
 	int64		buckets[DS_LATENCY_BUCKETS + 1];	/* per bucket, not cumulative */
 	int64		latency_sum_ms;
@@ -62,8 +66,9 @@ typedef struct LedgerChange
 extern LedgerStream *ds_ledger_stream(const pg_uuid_t *stream_id, const char *account_id,
 									   bool *locked_now);
 extern int64 ds_ledger_latest(LedgerStream *entry);
-extern void ds_ledger_record_frame(LedgerStream *entry, int64 sequence,
-								   FrameStatus status, int32 latency_ms);
+extern void ds_ledger_record_frame(LedgerStream *entry, const pg_uuid_t *frame_id,
+								   int64 sequence, FrameStatus status, int32 latency_ms,
+								   TimestampTz created_at);
 extern void ds_ledger_stream_changed(const pg_uuid_t *stream_id, const char *account_id,
 									 bool created);
 

@@ -101,6 +101,7 @@ frame_notice(const pg_uuid_t *stream_id, TupleTableSlot *slot, const FrameColumn
 	appendStringInfo(&buf, ", \"status\": \"%s\"", TextDatumGetCString(status));
 	if (notify_payload == NOTIFY_PAYLOAD_IDS)
 	{
+		/* keep in step with identity_notice() */
 		appendStringInfoChar(&buf, '}');
 		return buf.data;
 	}
@@ -108,9 +109,11 @@ frame_notice(const pg_uuid_t *stream_id, TupleTableSlot *slot, const FrameColumn
 	{
 		char		timestamp[MAXDATELEN + 1];
 		Jsonb	   *payload = DatumGetJsonbP(slot_getattr(slot, c->payload + 1, &isnull));
+		const int	utc = 0;
 
+		/* in UTC: the sender's TimeZone must not show (writer or publisher) */
 		JsonEncodeDateTime(timestamp, slot_getattr(slot, c->created_at + 1, &isnull),
-						   TIMESTAMPTZOID, NULL);
+						   TIMESTAMPTZOID, &utc);
 		appendStringInfo(&buf, ", \"latency_ms\": %d, \"created_at\": \"%s\"",
 						 DatumGetInt32(slot_getattr(slot, c->latency_ms + 1, &isnull)), timestamp);
 		head_len = buf.len;
@@ -153,13 +156,32 @@ ds_notify_batch(const pg_uuid_t *stream_id, int64 first_sequence, int64 last_seq
 	Async_Notify(channel, batch_notice(stream_id, first_sequence, last_sequence, count));
 }
 
+/* The identity of one frame, as frame_notice() says it with payload ids */
+static char *
+identity_notice(const pg_uuid_t *stream_id, const pg_uuid_t *frame_id, int64 sequence,
+				FrameStatus status)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"id\": \"%s\", \"stream_id\": \"%s\", ",
+					 ds_uuid_to_cstring(frame_id), ds_uuid_to_cstring(stream_id));
+	append_sequence(&buf, "sequence", sequence);
+	appendStringInfo(&buf, ", \"status\": \"%s\"}", frame_status_names[status]);
+	return buf.data;
+}
+
 /*
  * Announce the frames first_sequence..last_sequence of a stream, count of
- * them, as the snapshot sees them.  Returns the notifications queued.
+ * them, as the snapshot sees them.  The last one's id and status are known
+ * already: a transaction's single frame, announced by identity, needs no
+ * read (the common case of single-row writers).  Returns the
+ * notifications queued.
  */
 int64
 ds_notify_range(const pg_uuid_t *stream_id, int64 first_sequence, int64 last_sequence,
-				int64 count, Snapshot snapshot)
+				int64 count, const pg_uuid_t *last_id, FrameStatus last_status,
+				Snapshot snapshot)
 {
 	const DsRelations *rels = ds_relations();
 	char		channel[NAMEDATALEN];
@@ -177,6 +199,11 @@ ds_notify_range(const pg_uuid_t *stream_id, int64 first_sequence, int64 last_seq
 		return 1;
 	}
 	channel_name(channel, stream_id);
+	if (count == 1 && notify_payload == NOTIFY_PAYLOAD_IDS)
+	{
+		Async_Notify(channel, identity_notice(stream_id, last_id, last_sequence, last_status));
+		return 1;
+	}
 
 	heap = table_open(rels->frames, AccessShareLock);
 	index = index_open(rels->frames_stream_sequence_index, AccessShareLock);
@@ -239,7 +266,8 @@ ds_bus_pre_commit(LedgerStream **streams, int count)
 	}
 	for (i = 0; i < count; i++)
 		(void) ds_notify_range(&streams[i]->stream_id, streams[i]->t.first_sequence,
-							   streams[i]->t.latest, streams[i]->t.count, SnapshotSelf);
+							   streams[i]->t.latest, streams[i]->t.count,
+							   &streams[i]->t.last_id, streams[i]->t.last_status, SnapshotSelf);
 	return false;
 }
 

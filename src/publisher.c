@@ -73,6 +73,8 @@ typedef struct HandOver
 	int64		first_sequence;
 	int64		last_sequence;
 	int64		count;
+	pg_uuid_t	last_id;
+	FrameStatus last_status;
 	HandOverState state;
 } HandOver;
 
@@ -261,6 +263,8 @@ settle_reservation(LedgerStream **streams, HandOverState state)
 			h->first_sequence = streams[i]->t.first_sequence;
 			h->last_sequence = streams[i]->t.latest;
 			h->count = streams[i]->t.count;
+			memcpy(&h->last_id, &streams[i]->t.last_id, sizeof(pg_uuid_t));
+			h->last_status = streams[i]->t.last_status;
 		}
 		h->state = state;
 	}
@@ -366,6 +370,7 @@ publish_batch(PublisherRing *ring, HandOver *batch)
 			for (i = 0; i < n; i++)
 				sent += ds_notify_range(&batch[i].stream_id, batch[i].first_sequence,
 										batch[i].last_sequence, batch[i].count,
+										&batch[i].last_id, batch[i].last_status,
 										GetActiveSnapshot());
 		PopActiveSnapshot();
 		CommitTransactionCommand();

@@ -52,6 +52,7 @@
 
 static int	max_stream_locks = MAX_STREAM_LOCKS_DEFAULT;
 static SPIPlanPtr fold_plan = NULL;
+static SPIPlanPtr add_plan = NULL;
 
 /*
  * An advisory lock tag for a stream.  The key is a hash of the stream id,
@@ -188,17 +189,78 @@ ds_fold_stream_state(const pg_uuid_t *stream_id, bool wait)
 	return folded;
 }
 
-/* At commit, when no publisher will fold them */
+/*
+ * A writer's own frames, when the counters already count every frame
+ * before them (as when every writer adds its own): one UPDATE.  False when
+ * they do not, or the stream has no row yet.
+ */
+static bool
+add_own_frames(LedgerStream *entry)
+{
+	StreamTally *t = &entry->t;
+	Datum		values[10];
+
+	if (add_plan == NULL)
+	{
+		Oid			argtypes[10] = {UUIDOID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID,
+		UUIDOID, INT8OID, TIMESTAMPTZOID, INT8OID};
+		SPIPlanPtr	plan = SPI_prepare("UPDATE datastreams.stream_state AS st SET "
+									   " frames_ok = st.frames_ok OPERATOR(pg_catalog.+) $2, "
+									   " frames_late = st.frames_late OPERATOR(pg_catalog.+) $3, "
+									   " frames_error = st.frames_error OPERATOR(pg_catalog.+) $4, "
+									   " latency_ms_total = st.latency_ms_total OPERATOR(pg_catalog.+) $5, "
+									   " counted_through = $6, latest_frame_id = $7, latest_sequence = $8, "
+									   " latest_created_at = $9, updated_at = pg_catalog.now() "
+									   " WHERE st.stream_id OPERATOR(pg_catalog.=) $1 "
+									   "   AND st.counted_through OPERATOR(pg_catalog.=) $10",
+									   10, argtypes);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare the stream state update: %s",
+				 SPI_result_code_string(SPI_result));
+		add_plan = plan;
+	}
+	values[0] = UUIDPGetDatum(&entry->stream_id);
+	values[1] = Int64GetDatum(t->frames[FRAME_OK]);
+	values[2] = Int64GetDatum(t->frames[FRAME_LATE]);
+	values[3] = Int64GetDatum(t->frames[FRAME_ERROR]);
+	values[4] = Int64GetDatum(t->latency_sum_ms);
+	values[5] = Int64GetDatum(t->latest);
+	values[6] = UUIDPGetDatum(&t->last_id);
+	values[7] = Int64GetDatum(t->latest);
+	values[8] = TimestampTzGetDatum(t->last_created_at);
+	values[9] = Int64GetDatum(t->latest_before);
+	if (SPI_execute_plan(add_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update the state of stream %s", ds_uuid_to_cstring(&entry->stream_id));
+	return SPI_processed == 1;
+}
+
+/*
+ * At commit, when no publisher will fold them.  The writer holds the stream
+ * locks, so no other writer adds frames meanwhile.
+ */
 void
 ds_fold_stream_states(LedgerStream **streams, int count)
 {
+	Oid			save_userid;
+	int			save_sec_context;
+	bool	   *added = palloc0(sizeof(bool) * count);
 	int			i;
 
 	/* at pre-commit no statement runs, so there is no snapshot to use */
 	PushActiveSnapshot(GetTransactionSnapshot());
+	ds_become_superuser(&save_userid, &save_sec_context);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
 	for (i = 0; i < count; i++)
-		(void) ds_fold_stream_state(&streams[i]->stream_id, true);
+		added[i] = add_own_frames(streams[i]);
+	SPI_finish();
+	ds_restore_user(save_userid, save_sec_context);
+	for (i = 0; i < count; i++)
+		if (!added[i])
+			(void) ds_fold_stream_state(&streams[i]->stream_id, true);
 	PopActiveSnapshot();
+	pfree(added);
 }
 
 void
