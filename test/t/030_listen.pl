@@ -24,6 +24,14 @@ use ListenHelper;
 my $json = JSON::PP->new->canonical;
 
 my $node = new_ds_node('listen');
+# The at-commit path, with whole frames in the notifications; the
+# publisher's path is 046_publisher.pl's.
+$node->append_conf(
+	'postgresql.conf', q{
+datastreams.notify_via_worker = off
+datastreams.notify_payload = full
+});
+$node->reload;
 my $owner = 'regress_listen_owner';
 
 $node->safe_psql(
@@ -114,7 +122,7 @@ sub row_json
 
 sub keys_of { return join(',', sort keys %{ $_[0] }) }
 
-my $full_keys = 'created_at,id,latency_ms,payload,sequence,status,stream_id';
+my $full_keys = 'created_at,id,latency_ms,payload,sequence,sequence_text,status,stream_id';
 
 # --- a committed frame: one notification carrying the whole frame ---------
 owner_sql(
@@ -132,6 +140,7 @@ is_deeply(
 		id => $row->{id},
 		stream_id => $S,
 		sequence => 1,
+		sequence_text => '1',
 		status => 'late',
 		latency_ms => 20,
 		created_at => $row->{created_at},
@@ -212,7 +221,7 @@ owner_sql(
 @notes = notes_until($S, 2000);
 is(scalar(@notes), 1, '1000-row INSERT ... SELECT: one notification');
 is($notes[0][1],
-	qq({"stream_id": "$S", "sequence": 2000, "first_sequence": 1001, "count": 1000, "batch": true}),
+	qq({"stream_id": "$S", "sequence": 2000, "sequence_text": "2000", "first_sequence": 1001, "first_sequence_text": "1001", "count": 1000, "batch": true}),
 	'the batch notification names the first and last sequence and the count');
 
 # the threshold: 100 frames one by one, 101 as a batch; per stream
@@ -234,7 +243,7 @@ owner_sql(
 @notes = notes_until($P, 3);
 is_deeply(
 	[ map { $_->[1] } grep { $_->[0] eq $S } @notes ],
-	[qq({"stream_id": "$S", "sequence": 2201, "first_sequence": 2101, "count": 101, "batch": true})],
+	[qq({"stream_id": "$S", "sequence": 2201, "sequence_text": "2201", "first_sequence": 2101, "first_sequence_text": "2101", "count": 101, "batch": true})],
 	'101 frames of one stream in one statement: one batch notification');
 is_deeply(
 	[ map { $_->[2]{sequence} } grep { $_->[0] eq $P } @notes ],
@@ -248,16 +257,18 @@ owner_sql(
 @notes = notes_until($S, 3500);
 is_deeply(
 	[ map { $_->[1] } @notes ],
-	[qq({"stream_id": "$S", "sequence": 3500, "first_sequence": 3001, "count": 500, "batch": true})],
+	[qq({"stream_id": "$S", "sequence": 3500, "sequence_text": "3500", "first_sequence": 3001, "first_sequence_text": "3001", "count": 500, "batch": true})],
 	'ingest() of 500 frames: one batch notification');
 
-owner_sql(
+# a superuser's setting since 1.2, written for the account
+$node->safe_psql('postgres',
 	qq{SET datastreams.notify_frames_per_statement = 0;
+	   SET datastreams.account_id = 'acct';
 	   SELECT datastreams.create_frame('$S', 3501)});
 @notes = notes_until($S, 3501);
 is_deeply(
 	[ map { $_->[1] } @notes ],
-	[qq({"stream_id": "$S", "sequence": 3501, "first_sequence": 3501, "count": 1, "batch": true})],
+	[qq({"stream_id": "$S", "sequence": 3501, "sequence_text": "3501", "first_sequence": 3501, "first_sequence_text": "3501", "count": 1, "batch": true})],
 	'notify_frames_per_statement = 0: even a single frame is announced as a batch');
 
 # --- payloads around NOTIFY's limit (8000 bytes, so at most 7999) ----------
@@ -270,7 +281,7 @@ $created_json =~ s/^"|"$//g;
 sub frame_head
 {
 	my ($id, $sequence) = @_;
-	return qq({"id": "$id", "stream_id": "$P", "sequence": $sequence, "status": "ok", "latency_ms": 0, "created_at": "$created_json");
+	return qq({"id": "$id", "stream_id": "$P", "sequence": $sequence, "sequence_text": "$sequence", "status": "ok", "latency_ms": 0, "created_at": "$created_json");
 }
 
 my %inserted_payload;
@@ -319,10 +330,10 @@ is(scalar(@notes), 2, 'notify_payload = ids: one notification per frame');
 is_deeply(
 	[ map { $_->[2] } @notes ],
 	[
-		{ id => row_json($P, 13)->{id}, stream_id => $P, sequence => 13, status => 'ok' },
-		{ id => row_json($P, 14)->{id}, stream_id => $P, sequence => 14, status => 'ok' }
+		{ id => row_json($P, 13)->{id}, stream_id => $P, sequence => 13, sequence_text => '13', status => 'ok' },
+		{ id => row_json($P, 14)->{id}, stream_id => $P, sequence => 14, sequence_text => '14', status => 'ok' }
 	],
-	'... carrying exactly id, stream_id, sequence and status');
+	'... carrying exactly id, stream_id, sequence (also as text) and status');
 $inserted_payload{13} = { secret => 'only behind rls' };
 $inserted_payload{14} = { x => 'b' x 9000 };
 
