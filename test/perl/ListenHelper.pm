@@ -22,7 +22,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-our @EXPORT = qw(new_ds_node listen_program start_client stop_client
+our @EXPORT = qw(new_ds_node listen_program start_client spawn_client stop_client
   client_frames frames_in_table wait_until check_delivery);
 
 my %children;					# pid => description, for the END cleanup
@@ -31,13 +31,14 @@ my %children;					# pid => description, for the END cleanup
 # no client is left behind, and the node is stopped.
 $SIG{$_} //= sub { exit 1 } for qw(TERM INT HUP);
 
-# A started node with datastreams preloaded and created in db postgres.
+# A started node with datastreams preloaded and created in db postgres;
+# %init goes to PostgreSQL::Test::Cluster's init (e.g. allows_streaming).
 sub new_ds_node
 {
-	my ($name) = @_;
+	my ($name, %init) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
 
-	$node->init;
+	$node->init(%init);
 	$node->append_conf(
 		'postgresql.conf', qq{
 shared_preload_libraries = 'datastreams'
@@ -70,8 +71,15 @@ sub listen_program
 sub start_client
 {
 	my ($node, $role, $out, $err, @args) = @_;
-	my @cmd = (listen_program(), @args,
-		$node->connstr('postgres') . " user=$role");
+	return spawn_client($node->connstr('postgres') . " user=$role",
+		$out, $err, @args);
+}
+
+# The same with any connection string (several hosts, for instance).
+sub spawn_client
+{
+	my ($conninfo, $out, $err, @args) = @_;
+	my @cmd = (listen_program(), @args, $conninfo);
 
 	note "starting: @cmd > $out";
 	my $pid = fork;
