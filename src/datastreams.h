@@ -9,6 +9,7 @@
 #define DATASTREAMS_H
 
 #include "access/tupdesc.h"
+#include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 #include "storage/lock.h"
 #include "utils/jsonb.h"
@@ -52,6 +53,7 @@ typedef struct DsRelations
 	Oid			frames_stream_sequence_index;
 	Oid			stream_state;
 	Oid			stream_state_pkey;
+	bool		before_1_2;		/* the SQL is older than the library's 1.2 */
 } DsRelations;
 
 extern const DsRelations *ds_relations(void);
@@ -140,6 +142,16 @@ extern void ds_metrics_globals(DsGlobalCounters *out);
 /* health.c */
 extern double ds_latency_quantile(const int64 *buckets, double q, bool *isnull);
 extern void ds_health_init(void);
+
+/* prometheus.c: the exposition format, for the series of other files */
+extern void ds_prometheus_family(StringInfo buf, const char *name, const char *type,
+								 const char *help);
+extern void ds_prometheus_label(StringInfo buf, const char *name, const char *value,
+								bool first);
+
+/* consumers.c: the consumer lag setting and series */
+extern void ds_consumers_init(void);
+extern void ds_consumer_metrics(StringInfo buf, const char *account, bool all);
 
 /* logs.c: structured server log lines */
 extern void ds_log_changes(void);

@@ -293,7 +293,7 @@ ds_apply_frame_rules(const FrameColumns *c, Datum *values, bool *nulls,
 	}
 
 	/* as for ids: a tenant's clock is not the service's, and retention trusts it */
-	if (!nulls[c->created_at])
+	if (!nulls[c->created_at] && !ds_relations()->before_1_2)
 	{
 		TimestampTz created_at = DatumGetTimestampTz(values[c->created_at]);
 

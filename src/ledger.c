@@ -58,6 +58,7 @@ typedef struct ChangesTally
 	SubTransactionId saved_at;
 	int			listed;
 	int64		not_listed;
+	int64		untracked;		/* of accounts too long for the metrics' keys */
 } ChangesTally;
 
 static MemoryContext ledger_context = NULL;
@@ -67,6 +68,10 @@ static bool ledger_used = false;
 static int	streams_in_use = 0;
 
 static LedgerChange *changes = NULL;	/* in TopTransactionContext */
+
+/* The streams handed to the bus before commit, handed to it again after */
+static LedgerStream **committing = NULL;
+static int	ncommitting = 0;
 static int	changes_allocated = 0;
 static ChangesTally changes_tally;
 
@@ -218,7 +223,10 @@ ds_ledger_stream_changed(const pg_uuid_t *stream_id, const char *account_id,
 		accounts = hash_create("datastreams ledger accounts", 4, &ctl,
 							   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	}
-	if (strlen(account_id) < DS_ACCOUNT_KEY_LEN)
+	remember(&changes_tally, sizeof(ChangesTally));
+	if (strlen(account_id) >= DS_ACCOUNT_KEY_LEN)
+		changes_tally.untracked++;
+	else
 	{
 		entry = hash_search(accounts, account_id, HASH_ENTER, &found);
 		if (!found)
@@ -233,7 +241,6 @@ ds_ledger_stream_changed(const pg_uuid_t *stream_id, const char *account_id,
 			entry->t.updated++;
 	}
 
-	remember(&changes_tally, sizeof(ChangesTally));
 	if (changes_tally.listed >= MAX_LISTED_CHANGES)
 	{
 		changes_tally.not_listed++;
@@ -256,7 +263,8 @@ ds_ledger_stream_changed(const pg_uuid_t *stream_id, const char *account_id,
 }
 
 /*
- * The streams the transaction wrote frames to, in a palloc'd array.
+ * The streams the transaction wrote frames to, in an array that lasts as
+ * long as the transaction.
  */
 LedgerStream **
 ds_ledger_streams(int *count)
@@ -269,7 +277,8 @@ ds_ledger_streams(int *count)
 	*count = 0;
 	if (!ledger_used || streams == NULL)
 		return NULL;
-	result = palloc(sizeof(LedgerStream *) * Max(streams_in_use, 1));
+	result = MemoryContextAlloc(TopTransactionContext,
+								sizeof(LedgerStream *) * Max(streams_in_use, 1));
 	hash_seq_init(&seq, streams);
 	while ((entry = hash_seq_search(&seq)) != NULL)
 		if (entry->in_use && entry->t.count > 0)
@@ -304,6 +313,13 @@ ds_ledger_accounts(int *count)
 	return result;
 }
 
+/* Stream changes of accounts whose ids are too long to be tracked */
+int64
+ds_ledger_untracked_changes(void)
+{
+	return ledger_used ? changes_tally.untracked : 0;
+}
+
 LedgerChange *
 ds_ledger_changes(int *count, int64 *not_listed)
 {
@@ -330,6 +346,8 @@ ledger_reset(void)
 	LedgerStream *entry;
 
 	/* the rest lived in TopTransactionContext */
+	committing = NULL;
+	ncommitting = 0;
 	undo = NULL;
 	undo_depth = undo_allocated = 0;
 	accounts = NULL;
@@ -355,23 +373,19 @@ ledger_reset(void)
 static void
 ledger_xact_callback(XactEvent event, void *arg)
 {
-	int			nstreams = 0;
-	LedgerStream **written = NULL;
-
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
 			if (!ledger_used)
 				break;
-			written = ds_ledger_streams(&nstreams);
-			if (nstreams > 0 && !ds_bus_pre_commit(written, nstreams))
-				ds_fold_stream_states(written, nstreams);
+			committing = ds_ledger_streams(&ncommitting);
+			if (ncommitting > 0 && !ds_bus_pre_commit(committing, ncommitting))
+				ds_fold_stream_states(committing, ncommitting);
 			break;
 		case XACT_EVENT_COMMIT:
 			if (ledger_used)
 			{
-				written = ds_ledger_streams(&nstreams);
-				ds_bus_commit(written, nstreams);
+				ds_bus_commit(committing, ncommitting);
 				ds_metrics_commit();
 				ds_log_changes();
 			}

@@ -77,6 +77,7 @@ extern int	ds_ledger_stream_count(void);
 extern LedgerStream **ds_ledger_streams(int *count);
 extern LedgerAccount **ds_ledger_accounts(int *count);
 extern LedgerChange *ds_ledger_changes(int *count, int64 *not_listed);
+extern int64 ds_ledger_untracked_changes(void);
 
 extern void ds_ledger_init(void);
 

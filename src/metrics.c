@@ -296,7 +296,7 @@ ds_metrics_commit(void)
 	LedgerStream **streams;
 	LedgerAccount **accounts;
 	int64		untracked_frames = 0;
-	int64		untracked_changes = 0;
+	int64		untracked_changes = ds_ledger_untracked_changes();
 	bool		missing = false;
 	int			i;
 	int			j;
@@ -306,7 +306,10 @@ ds_metrics_commit(void)
 	streams = ds_ledger_streams(&nstreams);
 	accounts = ds_ledger_accounts(&naccounts);
 	if (nstreams == 0 && naccounts == 0)
+	{
+		add_globals(0, 0, untracked_changes);
 		return;
+	}
 
 	LWLockAcquire(shared->lock, LW_SHARED);
 	for (i = 0; i < nstreams; i++)

@@ -257,7 +257,7 @@ ds_bus_pre_commit(LedgerStream **streams, int count)
 {
 	int			i;
 
-	if (ds_publisher_reserve(streams, count))
+	if (!ds_relations()->before_1_2 && ds_publisher_reserve(streams, count))
 		return true;
 	if (ds_notify_queue_full())
 	{

@@ -169,7 +169,7 @@ ds_publisher_usable(void)
 /*
  * Announce, as batch wake-ups, what is in the ring: the writer that calls
  * this is about to notify itself, and must not overtake earlier frames.
- * Waits (at most the publisher timeout) for a batch the publisher is
+ * Waits (at most the publisher timeout) for a batch a live publisher is
  * announcing to commit first.
  */
 static void
@@ -184,8 +184,9 @@ take_over(PublisherRing *ring)
 	{
 		bool		busy;
 
+		/* a stuck publisher's batch is not waited for: it may never commit */
 		LWLockAcquire(ds_workers_lock(), LW_SHARED);
-		busy = ring->committed < ring->tail && ring->latch != NULL;
+		busy = ring->committed < ring->tail && ring_alive(ring);
 		LWLockRelease(ds_workers_lock());
 		if (!busy || TimestampDifferenceExceeds(start, GetCurrentTimestamp(), publisher_timeout))
 			break;
@@ -480,7 +481,7 @@ datastreams_publisher_main(Datum main_arg)
 	for (;;)
 	{
 		MemoryContext old = MemoryContextSwitchTo(work);
-		int			n;
+		volatile int n = 0;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -489,8 +490,25 @@ datastreams_publisher_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 
-		n = publish_batch(ring, batch);
-		fold_due_streams();
+		/*
+		 * An error loses at most this round's wake-ups (listeners read the
+		 * frames with frames_since()) and leaves the counters to fold later;
+		 * the publisher itself goes on.
+		 */
+		PG_TRY();
+		{
+			n = publish_batch(ring, batch);
+			fold_due_streams();
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(work);
+			EmitErrorReport();
+			AbortCurrentTransaction();
+			FlushErrorState();
+			n = 0;
+		}
+		PG_END_TRY();
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(work);
 

@@ -211,9 +211,9 @@ prepare_plans(void)
 
 	/*
 	 * Frames of stream $1 created before $2, oldest sequence first, at most
-	 * $3, below the highest frame the stream's counters have counted (which
-	 * is never above its latest frame, and keeps uncounted frames until the
-	 * counters include them).  The inner scan walks the (stream_id,
+	 * $3, below the highest frame the stream's counters have counted (its
+	 * latest_sequence: never above its latest frame, and keeping uncounted
+	 * frames until the counters include them; before 1.2, the latest frame).  The inner scan walks the (stream_id,
 	 * sequence) index; the DELETE then visits just those tuples by ctid (a
 	 * TID scan).  Frames are never updated and our snapshot keeps vacuum
 	 * from reusing their slots, so the ctids stay theirs; one deleted
@@ -225,7 +225,7 @@ prepare_plans(void)
 							  "   SELECT d.ctid FROM datastreams.frames AS d "
 							  "    WHERE d.stream_id OPERATOR(pg_catalog.=) $1 "
 							  "      AND d.sequence OPERATOR(pg_catalog.<) "
-							  "          (SELECT st.counted_through FROM datastreams.stream_state AS st "
+							  "          (SELECT st.latest_sequence FROM datastreams.stream_state AS st "
 							  "            WHERE st.stream_id OPERATOR(pg_catalog.=) $1) "
 							  "      AND d.created_at OPERATOR(pg_catalog.<) $2 "
 							  "    ORDER BY d.sequence LIMIT $3))",
@@ -287,7 +287,7 @@ prune_step(int64 max_frames)
 			if (!claim_stream(&stream_id))
 				continue;
 			/* count what is about to go; a stream being folded waits a step */
-			if (!ds_fold_stream_state(&stream_id, false))
+			if (!ds_relations()->before_1_2 && !ds_fold_stream_state(&stream_id, false))
 				continue;
 
 			values[0] = UUIDPGetDatum(&stream_id);

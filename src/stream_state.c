@@ -53,6 +53,7 @@
 static int	max_stream_locks = MAX_STREAM_LOCKS_DEFAULT;
 static SPIPlanPtr fold_plan = NULL;
 static SPIPlanPtr add_plan = NULL;
+static SPIPlanPtr legacy_plan = NULL;
 
 /*
  * An advisory lock tag for a stream.  The key is a hash of the stream id,
@@ -236,6 +237,53 @@ add_own_frames(LedgerStream *entry)
 }
 
 /*
+ * The SQL before 1.2 has no counted_through and reads the latest frame
+ * through the pointer: write both with every commit, as 1.1 did.
+ */
+static void
+write_legacy_state(LedgerStream *entry)
+{
+	StreamTally *t = &entry->t;
+	Datum		values[9];
+
+	if (legacy_plan == NULL)
+	{
+		Oid			argtypes[9] = {UUIDOID, TEXTOID, UUIDOID, INT8OID, TIMESTAMPTZOID,
+		INT8OID, INT8OID, INT8OID, INT8OID};
+		SPIPlanPtr	plan = SPI_prepare("INSERT INTO datastreams.stream_state AS s "
+									   "(stream_id, account_id, latest_frame_id, latest_sequence, latest_created_at, "
+									   " frames_ok, frames_late, frames_error, latency_ms_total, updated_at) "
+									   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, pg_catalog.now()) "
+									   "ON CONFLICT (stream_id) DO UPDATE SET "
+									   " latest_frame_id = excluded.latest_frame_id, "
+									   " latest_sequence = excluded.latest_sequence, "
+									   " latest_created_at = excluded.latest_created_at, "
+									   " frames_ok = s.frames_ok OPERATOR(pg_catalog.+) excluded.frames_ok, "
+									   " frames_late = s.frames_late OPERATOR(pg_catalog.+) excluded.frames_late, "
+									   " frames_error = s.frames_error OPERATOR(pg_catalog.+) excluded.frames_error, "
+									   " latency_ms_total = s.latency_ms_total OPERATOR(pg_catalog.+) excluded.latency_ms_total, "
+									   " updated_at = excluded.updated_at",
+									   9, argtypes);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare the stream state upsert: %s",
+				 SPI_result_code_string(SPI_result));
+		legacy_plan = plan;
+	}
+	values[0] = UUIDPGetDatum(&entry->stream_id);
+	values[1] = CStringGetTextDatum(entry->account_id);
+	values[2] = UUIDPGetDatum(&t->last_id);
+	values[3] = Int64GetDatum(t->latest);
+	values[4] = TimestampTzGetDatum(t->last_created_at);
+	values[5] = Int64GetDatum(t->frames[FRAME_OK]);
+	values[6] = Int64GetDatum(t->frames[FRAME_LATE]);
+	values[7] = Int64GetDatum(t->frames[FRAME_ERROR]);
+	values[8] = Int64GetDatum(t->latency_sum_ms);
+	if (SPI_execute_plan(legacy_plan, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not write the state of stream %s", ds_uuid_to_cstring(&entry->stream_id));
+}
+
+/*
  * At commit, when no publisher will fold them.  The writer holds the stream
  * locks, so no other writer adds frames meanwhile.
  */
@@ -253,7 +301,15 @@ ds_fold_stream_states(LedgerStream **streams, int count)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	for (i = 0; i < count; i++)
-		added[i] = add_own_frames(streams[i]);
+	{
+		if (ds_relations()->before_1_2)
+		{
+			write_legacy_state(streams[i]);
+			added[i] = true;
+		}
+		else
+			added[i] = add_own_frames(streams[i]);
+	}
 	SPI_finish();
 	ds_restore_user(save_userid, save_sec_context);
 	for (i = 0; i < count; i++)

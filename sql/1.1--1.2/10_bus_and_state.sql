@@ -67,6 +67,11 @@ BEGIN
 	 WHERE f.stream_id OPERATOR(pg_catalog.=) stream
 	 ORDER BY f.sequence LIMIT 1
 	ON CONFLICT (stream_id) DO NOTHING;
+	-- a stream without frames (or gone) has nothing to fold
+	PERFORM FROM datastreams.stream_state AS st WHERE st.stream_id OPERATOR(pg_catalog.=) stream;
+	IF NOT FOUND THEN
+		RETURN true;
+	END IF;
 
 	-- the row lock keeps two folds of a stream from counting a frame twice
 	IF wait THEN

@@ -15,6 +15,7 @@ use warnings;
 
 use FindBin;
 use JSON::PP;
+use Time::HiRes qw(sleep);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -24,21 +25,24 @@ use ListenHelper;
 my $json = JSON::PP->new->canonical;
 
 my $node = new_ds_node('listen');
-# The at-commit path, with whole frames in the notifications; the
-# publisher's path is 046_publisher.pl's.
-$node->append_conf(
-	'postgresql.conf', q{
-datastreams.notify_via_worker = off
-datastreams.notify_payload = full
-});
-$node->reload;
 my $owner = 'regress_listen_owner';
 
 $node->safe_psql(
 	'postgres', qq{
 CREATE ROLE $owner LOGIN;
 SELECT datastreams.create_account('acct', '$owner');
+ALTER SYSTEM SET datastreams.notify_payload = full;
+SELECT pg_reload_conf();
 });
+
+# The bus settings are the server's: the publisher reads them, not the
+# writer's session.  Change one and give the publisher time to reload.
+sub set_bus
+{
+	my ($setting) = @_;
+	$node->safe_psql('postgres', "ALTER SYSTEM SET $setting; SELECT pg_reload_conf();");
+	sleep 0.5;
+}
 
 # Runs SQL as the account's bound role (subject to row-level security).
 sub owner_sql
@@ -260,16 +264,14 @@ is_deeply(
 	[qq({"stream_id": "$S", "sequence": 3500, "sequence_text": "3500", "first_sequence": 3001, "first_sequence_text": "3001", "count": 500, "batch": true})],
 	'ingest() of 500 frames: one batch notification');
 
-# a superuser's setting since 1.2, written for the account
-$node->safe_psql('postgres',
-	qq{SET datastreams.notify_frames_per_statement = 0;
-	   SET datastreams.account_id = 'acct';
-	   SELECT datastreams.create_frame('$S', 3501)});
+set_bus('datastreams.notify_frames_per_statement = 0');
+owner_sql(qq{SELECT datastreams.create_frame('$S', 3501)});
 @notes = notes_until($S, 3501);
 is_deeply(
 	[ map { $_->[1] } @notes ],
 	[qq({"stream_id": "$S", "sequence": 3501, "sequence_text": "3501", "first_sequence": 3501, "first_sequence_text": "3501", "count": 1, "batch": true})],
 	'notify_frames_per_statement = 0: even a single frame is announced as a batch');
+set_bus('datastreams.notify_frames_per_statement = 100');
 
 # --- payloads around NOTIFY's limit (8000 bytes, so at most 7999) ----------
 # id and created_at are given so that the notification text is known in
@@ -317,9 +319,9 @@ $ret = $node->psql('postgres', 'SET datastreams.notify_payload = ids',
 	extra_params => [ '-U', $owner ], stderr => \$stderr);
 like($stderr, qr/permission denied to set parameter "datastreams.notify_payload"/,
 	'notify_payload cannot be changed by an ordinary role');
+set_bus('datastreams.notify_payload = ids');
 $node->safe_psql(
 	'postgres', qq{
-SET datastreams.notify_payload = ids;
 SET datastreams.account_id = 'acct';
 SELECT datastreams.create_frame('$P', 13, '{"secret": "only behind rls"}');
 INSERT INTO datastreams.frames (stream_id, sequence, payload)
@@ -337,10 +339,11 @@ is_deeply(
 $inserted_payload{13} = { secret => 'only behind rls' };
 $inserted_payload{14} = { x => 'b' x 9000 };
 
-# --- a full queue: notify_queue_limit = 0 -----------------------------------
+# --- a full queue: notify_queue_limit = 0 (the writers' own guard, at commit)
 ($stdout, $stderr) = ('', '');
 $ret = $node->psql(
 	'postgres', qq{
+SET datastreams.notify_via_worker = off;
 SET datastreams.notify_queue_limit = 0;
 SET datastreams.account_id = 'acct';
 BEGIN;
