@@ -121,6 +121,8 @@ sub stop_client
 
 END
 {
+	# waitpid sets $?, which is the test's exit status here
+	local $?;
 	kill 'KILL', $_ for keys %children;
 	waitpid($_, 0) for keys %children;
 }

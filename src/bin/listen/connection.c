@@ -39,6 +39,7 @@
 #define MAX_CONN_PARAMS		5
 
 static volatile sig_atomic_t stop_requested = 0;
+static bool stop_deferred = false;
 static sigset_t wait_sigmask;	/* mask in effect while in pselect() */
 
 static void
@@ -69,6 +70,16 @@ setup_signals(void)
 	pqsignal(SIGTERM, handle_stop_signal);
 }
 
+/*
+ * While deferred, a stop request does not interrupt waiting: the work in
+ * progress finishes first (and the stop takes effect at the next wait).
+ */
+void
+defer_stop(bool defer)
+{
+	stop_deferred = defer;
+}
+
 int64
 monotonic_ms(void)
 {
@@ -97,7 +108,7 @@ wait_for_socket(int sock, bool for_write, int64 deadline)
 		struct timespec *tsp = NULL;
 		int			rc;
 
-		if (stop_requested)
+		if (stop_requested && !stop_deferred)
 			return -1;
 
 		FD_ZERO(&fds);

@@ -69,6 +69,7 @@ extern const ListenMode consumer_mode;
 
 /* connection.c */
 extern void setup_signals(void);
+extern void defer_stop(bool defer);
 extern int64 monotonic_ms(void);
 extern int	wait_for_socket(int sock, bool for_write, int64 deadline);
 extern bool sleep_ms(long ms);
