@@ -327,6 +327,10 @@ first_failure_is_transient(PGconn *failed)
 	}
 	pg_free(session_attrs);
 
+	/*
+	 * PQpingParams() blocks (a stop signal waits for it); it runs only after
+	 * a first connection failed, and connect_timeout bounds it too.
+	 */
 	connection_params(keywords, values, "any");
 	ping = PQpingParams(keywords, values, 1);
 	return ping == PQPING_NO_RESPONSE || ping == PQPING_REJECT;

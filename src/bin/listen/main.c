@@ -18,11 +18,10 @@
  */
 #include "postgres_fe.h"
 
-#include <getopt.h>
-
 #include "common/logging.h"
 #include "datastreams_listen.h"
 #include "fe_utils/option_utils.h"
+#include "getopt_long.h"
 
 #define VERSION_STRING		"datastreams-listen (datastreams) " DS_VERSION
 
@@ -363,6 +362,7 @@ main(int argc, char **argv)
 				if (step == STEP_FATAL)
 				{
 					pg_log_error("could not connect: %s", errmsg);
+					pg_free(errmsg);
 					exit_code = 1;
 					break;
 				}
