@@ -29,7 +29,8 @@
 #    that has acknowledged none of them (every deleted frame is counted).
 #
 # The cluster has PostgreSQL's default settings (fsync and synchronous_commit
-# on) except shared_preload_libraries = 'datastreams'; Unix socket only.
+# on) except shared_preload_libraries = 'datastreams' and
+# datastreams.prune_interval = 0 (the prune worker paused); Unix socket only.
 #
 # Environment:
 #   CONS_QUICK=1       small sizes, one run
@@ -149,6 +150,8 @@ port = $PORT
 listen_addresses = ''
 unix_socket_directories = '$WORK'
 shared_preload_libraries = 'datastreams'
+# section 3 times prune() itself: the prune worker must not prune first
+datastreams.prune_interval = 0
 EOF
 as_pg "$PGBIN/pg_ctl" -D "$WORK/data" -l "$WORK/server.log" -w -t 60 start >/dev/null ||
 	{ tail -n 30 "$WORK/server.log" >&2; die "server failed to start"; }
@@ -328,7 +331,7 @@ prow() {
 	echo
 	echo "\`test/bench/consumers.sh\`, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $("$PGBIN/postgres" --version),"
 	echo "commit $(git -C "$BENCH_SRC" rev-parse --short HEAD 2>/dev/null || echo unknown); default settings"
-	echo "(fsync, synchronous_commit on) + shared_preload_libraries; CONS_FRAMES=$FRAMES CONS_STREAMS=$STREAMS"
+	echo "(fsync, synchronous_commit on) + shared_preload_libraries, prune worker paused; CONS_FRAMES=$FRAMES CONS_STREAMS=$STREAMS"
 	echo "CONS_BATCH=$BATCH CONS_RUNS=$RUNS; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
 	echo
 	echo "## 1. Draining $FRAMES frames ($BATCH per poll, one ack per stream and batch, one transaction per batch)"
