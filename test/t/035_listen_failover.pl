@@ -12,9 +12,11 @@
 #	     in order.
 #	  2. Frames lost: a second standby is cut off, frames are written and
 #	     printed, the primary is stopped and the cut-off standby promoted.
-#	     The clients' positions are now ahead of the server: each says so
+#	     The bare client's position is now ahead of the server: it says so
 #	     on stderr with the numbers and prints the new frames that reuse the
-#	     lost sequences instead of skipping them.
+#	     lost sequences instead of skipping them.  The other client sleeps
+#	     (SIGSTOP) until the new primary has written past its position: it
+#	     sees that the frame there is not the one it printed and says so.
 #
 #-------------------------------------------------------------------------
 use strict;
@@ -163,32 +165,43 @@ for my $name (sort keys %client)
 {
 	ok(caught_up($name, \@before), "$name: printed the frames c never got");
 }
+# read_write sleeps through the failover: when it reconnects, c will have
+# written past its position
+kill 'STOP', $client{read_write};
 $node_b->stop('immediate');
 $node_c->promote;
 
 my $ahead = $latest + 20;
-for my $name (sort keys %client)
-{
-	my $warning =
-	  qr/warning: stream $S: the server's latest sequence $latest is below this client's position $ahead/;
-	wait_until(sub { slurp_file("$tmp/$name.err") =~ $warning || gone($name) });
-	like(slurp_file("$tmp/$name.err"), $warning,
-		"$name: warns with the stream, the server's latest and its position");
-}
+my $warning =
+  qr/warning: stream $S: the server's latest sequence $latest is below this client's position $ahead/;
+wait_until(sub { slurp_file("$tmp/bare.err") =~ $warning || gone('bare') });
+like(slurp_file("$tmp/bare.err"), $warning,
+	'bare: warns with the stream, the server\'s latest and its position');
 like(slurp_file("$tmp/bare.err"), qr/detail: Frames after sequence $latest were lost/,
 	'... and says it continues after the server\'s latest');
 
-# new frames on c reuse the lost sequences
-$write_sql->($node_c, 1, 10, 'new');
+# new frames on c reuse the lost sequences, and go beyond
+$write_sql->($node_c, 1, 25, 'new');
 my @new = grep { /"sequence":(\d+)/ && $1 > $latest } frames_in_table($node_c, $S);
-is(scalar(@new), 10, 'ten new frames on c');
+is(scalar(@new), 25, 'new frames on c');
+ok(caught_up('bare', \@new), 'bare: printed the new frames')
+  or diag(slurp_file("$tmp/bare.err"));
+
+kill 'CONT', $client{read_write};
+$warning =
+  qr/warning: stream $S: the frame at this client's position $ahead is not the one it printed/;
+wait_until(sub { slurp_file("$tmp/read_write.err") =~ $warning || gone('read_write') });
+like(slurp_file("$tmp/read_write.err"), $warning,
+	'read_write, back after c overtook it: warns that the history diverged at its position');
+ok(caught_up('read_write', \@new), 'read_write: printed the frames after its position');
+
+my %expected = (
+	bare => [ @before, @new ],    # re-synced from c's latest before c wrote
+	read_write => [ @before, grep { /"sequence":(\d+)/ && $1 > $ahead } @new ]);
 for my $name (sort keys %client)
 {
-	ok(caught_up($name, \@new), "$name: printed the new frames")
-	  or diag(slurp_file("$tmp/$name.err"));
 	my @got = map { (my $l = $_) =~ s/,"sequence_text":"\d+"//; $l } lines_of($name);
-	is_deeply(\@got, [ @before, @new ],
-		"$name: every frame of b, then c's frames that reuse the lost sequences");
+	is_deeply(\@got, $expected{$name}, "$name: every frame of b, then the frames of c it could tell");
 	ok(!gone($name), "$name: still running");
 	is(stop_client($client{$name}, 'TERM'), 0, "$name: exits with 0 on SIGTERM");
 }
