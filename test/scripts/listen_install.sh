@@ -14,20 +14,24 @@ fail() { echo "FAILED: $*" >&2; exit 1; }
 
 mk
 debian_bin=/usr/lib/postgresql/15/bin
-mk -n install bindir="$debian_bin" | grep -q "ln -sfn '$debian_bin/datastreams-listen' '/usr/local/bin/datastreams-listen'" ||
+# (the plans are read whole: grep -q closing the pipe early would fail the
+# pipeline under pipefail)
+plan=$(mk -n install bindir="$debian_bin")
+grep -q "ln -sfn '$debian_bin/datastreams-listen' '/usr/local/bin/datastreams-listen'" <<<"$plan" ||
 	fail "no /usr/local/bin link planned for an installation into $debian_bin"
-! mk -n install bindir="$debian_bin" DESTDIR="$tmp/pkg" | grep -q "ln -s" ||
-	fail "a link planned although DESTDIR is set"
-! mk -n install bindir="$tmp/private/bin" | grep -q "ln -s" ||
-	fail "a link planned for a bindir that is not Debian's"
-! mk -n install bindir="$debian_bin" CLIENT_LINKDIR= | grep -q "ln -s" ||
-	fail "a link planned although CLIENT_LINKDIR is empty"
+plan=$(mk -n install bindir="$debian_bin" DESTDIR="$tmp/pkg")
+! grep -q "ln -s" <<<"$plan" || fail "a link planned although DESTDIR is set"
+plan=$(mk -n install bindir="$tmp/private/bin")
+! grep -q "ln -s" <<<"$plan" || fail "a link planned for a bindir that is not Debian's"
+plan=$(mk -n install bindir="$debian_bin" CLIENT_LINKDIR=)
+! grep -q "ln -s" <<<"$plan" || fail "a link planned although CLIENT_LINKDIR is empty"
 
 # a real installation, with the link directory given
 mk install bindir="$tmp/bin" CLIENT_LINKDIR="$tmp/links"
 [ "$(readlink "$tmp/links/datastreams-listen")" = "$tmp/bin/datastreams-listen" ] ||
 	fail "no link to the installed program"
-PATH="$tmp/links:$PATH" datastreams-listen --version | grep -q '^datastreams-listen (datastreams) ' ||
+version=$(PATH="$tmp/links:$PATH" datastreams-listen --version)
+grep -q '^datastreams-listen (datastreams) ' <<<"$version" ||
 	fail "datastreams-listen does not run by name through the link"
 mk uninstall bindir="$tmp/bin" CLIENT_LINKDIR="$tmp/links"
 [ ! -e "$tmp/links/datastreams-listen" ] && [ ! -L "$tmp/links/datastreams-listen" ] ||
