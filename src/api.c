@@ -94,18 +94,6 @@ execute_quietly(SPIPlanPtr plan, const char *query, Datum *values, const char *n
 	return rc;
 }
 
-static SPIPlanPtr
-prepare_kept(const char *query, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare(query, nargs, argtypes);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "SPI_keepplan failed");
-	return plan;
-}
-
 /*
  * The whole row in the first column of the first row SPI returned (the
  * statements return "f" or "s", the table's row type, which accounts for
@@ -170,11 +158,11 @@ prepare_frame_plans(void)
 	Oid			argtypes[6] = {UUIDOID, INT8OID, JSONBOID, INT4OID, TEXTOID, JSONBOID};
 
 	if (insert_frame_plan == NULL)
-		insert_frame_plan = prepare_kept(insert_frame_query, 6, argtypes);
+		insert_frame_plan = ds_prepare_kept(insert_frame_query, 6, argtypes);
 	if (insert_frame_skip_plan == NULL)
-		insert_frame_skip_plan = prepare_kept(insert_frame_skip_query, 6, argtypes);
+		insert_frame_skip_plan = ds_prepare_kept(insert_frame_skip_query, 6, argtypes);
 	if (stored_frame_plan == NULL)
-		stored_frame_plan = prepare_kept(STORED_FRAME_QUERY, 2, argtypes);
+		stored_frame_plan = ds_prepare_kept(STORED_FRAME_QUERY, 2, argtypes);
 }
 
 typedef enum OnDuplicate
@@ -620,7 +608,7 @@ datastreams_update_stream(PG_FUNCTION_ARGS)
 			argtypes[2 + 2 * i] = BOOLOID;
 			argtypes[3 + 2 * i] = patch_fields[i].typid;
 		}
-		update_stream_plan = prepare_kept(UPDATE_STREAM_QUERY, lengthof(argtypes), argtypes);
+		update_stream_plan = ds_prepare_kept(UPDATE_STREAM_QUERY, lengthof(argtypes), argtypes);
 	}
 	execute_quietly(update_stream_plan, UPDATE_STREAM_QUERY, values, nulls, NULL);
 	if (SPI_processed == 0)

@@ -156,14 +156,10 @@ datastreams_drop_consumer(PG_FUNCTION_ARGS)
 		if (plan == NULL)
 		{
 			Oid			argtypes[2] = {TEXTOID, TEXTOID};
-			SPIPlanPtr	p = SPI_prepare("DELETE FROM datastreams.consumers AS c "
-										"WHERE c.account_id OPERATOR(pg_catalog.=) $1 "
-										"AND c.name OPERATOR(pg_catalog.=) $2",
-										2, argtypes);
-
-			if (p == NULL || SPI_keepplan(p) != 0)
-				elog(ERROR, "could not prepare the deletion of a consumer");
-			plan = p;
+			plan = ds_prepare_kept("DELETE FROM datastreams.consumers AS c "
+								   "WHERE c.account_id OPERATOR(pg_catalog.=) $1 "
+								   "AND c.name OPERATOR(pg_catalog.=) $2",
+								   2, argtypes);
 		}
 		if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "could not delete a consumer");

@@ -63,6 +63,7 @@ typedef struct DsRelations
 extern const DsRelations *ds_relations(void);
 extern void ds_relations_init(void);
 extern Snapshot ds_cache_snapshot(void);
+extern struct _SPI_plan *ds_prepare_kept(const char *query, int nargs, Oid *argtypes);
 extern bool ds_is_extension_relation(Oid relid);
 extern int	ds_column_index(TupleDesc desc, const char *table, const char *name,
 							bool required);

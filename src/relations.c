@@ -116,6 +116,22 @@ ds_column_index(TupleDesc desc, const char *table, const char *name, bool requir
 }
 
 /*
+ * A query prepared once per backend, with every name and operator
+ * qualified by the caller (the session's search_path is not ours).
+ */
+SPIPlanPtr
+ds_prepare_kept(const char *query, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare(query, nargs, argtypes);
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "SPI_keepplan failed");
+	return plan;
+}
+
+/*
  * The snapshot the caches read the extension's tables with: the latest
  * committed state, so that a cached answer stays right after the
  * transaction that computed it.  A parallel query may not take a new

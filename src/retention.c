@@ -215,18 +215,6 @@ claim_stream(const pg_uuid_t *stream_id)
 	return LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL;
 }
 
-static SPIPlanPtr
-prepare(const char *query, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare(query, nargs, argtypes);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "SPI_keepplan failed");
-	return plan;
-}
-
 static void
 prepare_plans(void)
 {
@@ -236,7 +224,7 @@ prepare_plans(void)
 
 	/* Every name and operator is qualified: the caller's search_path is not ours */
 	if (streams_plan == NULL)
-		streams_plan = prepare("SELECT s.id, COALESCE(s.retention, $1) "
+		streams_plan = ds_prepare_kept("SELECT s.id, COALESCE(s.retention, $1) "
 							   "  FROM datastreams.streams AS s "
 							   " WHERE COALESCE(s.retention, $1) IS NOT NULL "
 							   " ORDER BY s.id",
@@ -248,7 +236,7 @@ prepare_plans(void)
 	 * frame, and frames above it stay until the counters include them.
 	 */
 	if (counted_plan == NULL)
-		counted_plan = prepare("SELECT st.latest_sequence FROM datastreams.stream_state AS st "
+		counted_plan = ds_prepare_kept("SELECT st.latest_sequence FROM datastreams.stream_state AS st "
 							   " WHERE st.stream_id OPERATOR(pg_catalog.=) $1",
 							   1, counted_args);
 
@@ -260,7 +248,7 @@ prepare_plans(void)
 	 * someone else is skipped.
 	 */
 	if (delete_plan == NULL)
-		delete_plan = prepare("DELETE FROM datastreams.frames AS f "
+		delete_plan = ds_prepare_kept("DELETE FROM datastreams.frames AS f "
 							  " WHERE f.ctid OPERATOR(pg_catalog.=) ANY ($1)",
 							  1, delete_args);
 }

@@ -173,12 +173,7 @@ ds_fold_stream_state(const pg_uuid_t *stream_id, bool wait)
 	if (fold_plan == NULL)
 	{
 		Oid			argtypes[2] = {UUIDOID, BOOLOID};
-		SPIPlanPtr	plan = SPI_prepare("SELECT datastreams.fold_stream_state($1, $2)", 2, argtypes);
-
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare the stream state fold: %s",
-				 SPI_result_code_string(SPI_result));
-		fold_plan = plan;
+		fold_plan = ds_prepare_kept("SELECT datastreams.fold_stream_state($1, $2)", 2, argtypes);
 	}
 	values[0] = UUIDPGetDatum(stream_id);
 	values[1] = BoolGetDatum(wait);
@@ -205,7 +200,7 @@ add_own_frames(LedgerStream *entry)
 	{
 		Oid			argtypes[10] = {UUIDOID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID,
 		UUIDOID, INT8OID, TIMESTAMPTZOID, INT8OID};
-		SPIPlanPtr	plan = SPI_prepare("UPDATE datastreams.stream_state AS st SET "
+		add_plan = ds_prepare_kept("UPDATE datastreams.stream_state AS st SET "
 									   " frames_ok = st.frames_ok OPERATOR(pg_catalog.+) $2, "
 									   " frames_late = st.frames_late OPERATOR(pg_catalog.+) $3, "
 									   " frames_error = st.frames_error OPERATOR(pg_catalog.+) $4, "
@@ -215,11 +210,6 @@ add_own_frames(LedgerStream *entry)
 									   " WHERE st.stream_id OPERATOR(pg_catalog.=) $1 "
 									   "   AND st.counted_through OPERATOR(pg_catalog.=) $10",
 									   10, argtypes);
-
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare the stream state update: %s",
-				 SPI_result_code_string(SPI_result));
-		add_plan = plan;
 	}
 	values[0] = UUIDPGetDatum(&entry->stream_id);
 	values[1] = Int64GetDatum(t->frames[FRAME_OK]);
@@ -250,7 +240,7 @@ write_legacy_state(LedgerStream *entry)
 	{
 		Oid			argtypes[9] = {UUIDOID, TEXTOID, UUIDOID, INT8OID, TIMESTAMPTZOID,
 		INT8OID, INT8OID, INT8OID, INT8OID};
-		SPIPlanPtr	plan = SPI_prepare("INSERT INTO datastreams.stream_state AS s "
+		legacy_plan = ds_prepare_kept("INSERT INTO datastreams.stream_state AS s "
 									   "(stream_id, account_id, latest_frame_id, latest_sequence, latest_created_at, "
 									   " frames_ok, frames_late, frames_error, latency_ms_total, updated_at) "
 									   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, pg_catalog.now()) "
@@ -264,11 +254,6 @@ write_legacy_state(LedgerStream *entry)
 									   " latency_ms_total = s.latency_ms_total OPERATOR(pg_catalog.+) excluded.latency_ms_total, "
 									   " updated_at = excluded.updated_at",
 									   9, argtypes);
-
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare the stream state upsert: %s",
-				 SPI_result_code_string(SPI_result));
-		legacy_plan = plan;
 	}
 	values[0] = UUIDPGetDatum(&entry->stream_id);
 	values[1] = CStringGetTextDatum(entry->account_id);

@@ -156,12 +156,8 @@ delete_frames(Relation streams, HeapTuple stream)
 	if (plan == NULL)
 	{
 		Oid			argtypes[1] = {UUIDOID};
-		SPIPlanPtr	p = SPI_prepare("DELETE FROM datastreams.frames WHERE stream_id OPERATOR(pg_catalog.=) $1",
-									1, argtypes);
-
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "could not prepare the deletion of a stream's frames");
-		plan = p;
+		plan = ds_prepare_kept("DELETE FROM datastreams.frames WHERE stream_id OPERATOR(pg_catalog.=) $1",
+							   1, argtypes);
 	}
 	if (SPI_execute_plan(plan, &id, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete the frames of a stream");
