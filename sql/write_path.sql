@@ -102,6 +102,29 @@ SELECT count(*) AS frames_after FROM datastreams.frames WHERE stream_id = '00000
 SELECT pg_temp.err($$INSERT INTO datastreams.frames (stream_id, sequence) VALUES ('00000000-0000-4000-8000-000000000c02', 6)$$);
 
 --
+-- stream_state is written through SQL, so any index a DBA adds to it is
+-- kept right (1.1 wrote it through the catalog API: an expression index
+-- crashed the server, a partial one returned wrong rows)
+--
+CREATE INDEX regress_wp_state_expr ON datastreams.stream_state ((frames_ok + frames_late));
+CREATE INDEX regress_wp_state_partial ON datastreams.stream_state (stream_id) WHERE frames_error > 0;
+SET datastreams.notify_via_worker = off;	-- writers fold at commit
+INSERT INTO datastreams.frames (stream_id, status) VALUES
+	('00000000-0000-4000-8000-000000000c04', 'error'), ('00000000-0000-4000-8000-000000000c04', 'ok');
+INSERT INTO datastreams.frames (stream_id, status) VALUES ('00000000-0000-4000-8000-000000000c04', 'error');
+RESET datastreams.notify_via_worker;
+SELECT datastreams.fold_stream_state('00000000-0000-4000-8000-000000000c01');
+SET enable_seqscan = off;
+SELECT count(*) AS by_partial_index FROM datastreams.stream_state
+ WHERE frames_error > 0 AND stream_id = '00000000-0000-4000-8000-000000000c04';
+SELECT frames_ok + frames_late AS by_expression_index FROM datastreams.stream_state
+ WHERE frames_ok + frames_late = (SELECT frames_ok + frames_late FROM datastreams.stream_state
+                                   WHERE stream_id = '00000000-0000-4000-8000-000000000c04')
+   AND stream_id = '00000000-0000-4000-8000-000000000c04';
+RESET enable_seqscan;
+DROP INDEX datastreams.regress_wp_state_expr, datastreams.regress_wp_state_partial;
+
+--
 -- PREPARE of a transaction that wrote frames is refused
 --
 BEGIN;
