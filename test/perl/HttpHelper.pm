@@ -37,8 +37,10 @@ my %children;					# pid => what, killed by END
 
 $SIG{$_} //= sub { exit 1 } for qw(TERM INT HUP);
 
+# (local $?: reaping here must not change the test's exit status)
 END
 {
+	local $?;
 	kill 'KILL', $_ for keys %children;
 	waitpid($_, 0) for keys %children;
 }
@@ -112,8 +114,7 @@ sub start_gateway
 		open(STDIN, '<', '/dev/null') or POSIX::_exit(127);
 		open(STDOUT, '>', $gw{log}) or POSIX::_exit(127);
 		open(STDERR, '>', $gw{err}) or POSIX::_exit(127);
-		exec { $cmd[0] } @cmd;
-		POSIX::_exit(127);
+		exec { $cmd[0] } @cmd or POSIX::_exit(127);
 	}
 	$children{$pid} = 'datastreams-http';
 	$gw{pid} = $pid;
@@ -219,8 +220,7 @@ sub sse_start
 	if ($pid == 0)
 	{
 		open(STDIN, '<', '/dev/null');
-		exec { $cmd[0] } @cmd;
-		POSIX::_exit(127);
+		exec { $cmd[0] } @cmd or POSIX::_exit(127);
 	}
 	$children{$pid} = 'curl';
 	return { pid => $pid, file => $file };
@@ -297,13 +297,12 @@ sub chromium_start
 		open(STDIN, '<', '/dev/null');
 		open(STDOUT, '>>', $log);
 		open(STDERR, '>>', $log);
-		exec $chromium, '--headless', '--no-sandbox', '--disable-gpu',
+		exec($chromium, '--headless', '--no-sandbox', '--disable-gpu',
 		  '--remote-debugging-pipe', "--user-data-dir=$profile", '--no-first-run',
 		  '--no-default-browser-check', '--disable-extensions', '--disable-sync',
 		  '--disable-background-networking', '--disable-component-update',
 		  '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1',
-		  'about:blank';
-		POSIX::_exit(127);
+		  'about:blank') or POSIX::_exit(127);
 	}
 	close $to_r;
 	close $from_w;
