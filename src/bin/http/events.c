@@ -51,6 +51,7 @@
 
 #define FETCH_BATCH			500
 #define FETCH_BATCH_STR		"500"
+#define FETCH_BYTES_STR		"1048576"
 #define HIGH_WATER_BYTES	(1024 * 1024)
 #define LOW_WATER_BYTES		(256 * 1024)
 #define KEEPALIVE_MS		15000
@@ -68,11 +69,24 @@
 #define LATEST_SQL \
 	"SELECT f.sequence::pg_catalog.text FROM datastreams.latest_frame($1::pg_catalog.uuid) AS f" \
 	" WHERE f.id IS NOT NULL"
+/*
+ * Up to FETCH_BATCH frames, cut after FETCH_BYTES of JSON (at least one
+ * frame), with the number frames_since() returned: a batch of large
+ * frames must not land in the gateway's memory at once.
+ */
 #define FETCH_SQL \
-	"SELECT f.sequence::pg_catalog.text, pg_catalog.row_to_json(f)::pg_catalog.text" \
-	"  FROM datastreams.frames_since($1::pg_catalog.uuid, $2::pg_catalog.int8, " \
-	FETCH_BATCH_STR ") AS f" \
-	" ORDER BY f.sequence"
+	"SELECT b.sequence, b.json, b.fetched" \
+	"  FROM (SELECT f.sequence::pg_catalog.text AS sequence, j.json," \
+	"               pg_catalog.sum(pg_catalog.octet_length(j.json))" \
+	"                 OVER (ORDER BY f.sequence ROWS UNBOUNDED PRECEDING)" \
+	"                 OPERATOR(pg_catalog.-) pg_catalog.octet_length(j.json) AS bytes_before," \
+	"               pg_catalog.count(*) OVER () AS fetched," \
+	"               f.sequence AS n" \
+	"          FROM datastreams.frames_since($1::pg_catalog.uuid, $2::pg_catalog.int8, " \
+	FETCH_BATCH_STR ") AS f," \
+	"               LATERAL (SELECT pg_catalog.row_to_json(f)::pg_catalog.text AS json) AS j) AS b" \
+	" WHERE b.bytes_before OPERATOR(pg_catalog.<) " FETCH_BYTES_STR \
+	" ORDER BY b.n"
 #define TOKEN_SQL \
 	"SELECT datastreams.resolve_api_token($1::pg_catalog.text)"
 
@@ -537,6 +551,7 @@ fetch_topic(Topic *t)
 		PGresult   *res;
 		StrBuf		events;
 		int			rows;
+		bool		behind;
 		int64_t		new_last;
 
 		for (Subscriber *s = t->subs; s; s = s->next)
@@ -566,6 +581,9 @@ fetch_topic(Topic *t)
 			return false;
 		}
 		rows = PQntuples(res);
+		/* more to read: the batch was cut by size, or frames_since() was */
+		behind = rows > 0 && (rows < atoi(PQgetvalue(res, 0, 2)) ||
+							  atoi(PQgetvalue(res, 0, 2)) == FETCH_BATCH);
 		sb_init(&events);
 		for (int i = 0; i < rows; i++)
 			append_event(&events, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
@@ -579,8 +597,8 @@ fetch_topic(Topic *t)
 			if (rows > 0)
 				deliver(s, events.data, events.len, false);
 			s->last = new_last;
-			s->behind = rows == FETCH_BATCH;
-			more |= s->behind;
+			s->behind = behind;
+			more |= behind;
 		}
 		sb_free(&events);
 	}

@@ -976,18 +976,40 @@ request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
+/*
+ * libmicrohttpd's messages, mostly about clients that misbehave (closed
+ * early, oversized headers): at most one per second, so that a hostile
+ * client cannot flood the log; the number left out is said.
+ */
 static void
 mhd_logger(void *cls, const char *fmt, va_list ap)
 {
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static int64_t last_ms;
+	static long suppressed;
 	char		buf[512];
 	size_t		n;
+	int64_t		now = now_ms();
 
 	(void) cls;
+	pthread_mutex_lock(&lock);
+	if (last_ms != 0 && now - last_ms < 1000)
+	{
+		suppressed++;
+		pthread_mutex_unlock(&lock);
+		return;
+	}
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	n = strlen(buf);
 	while (n > 0 && buf[n - 1] == '\n')
 		buf[--n] = '\0';
-	log_msg("libmicrohttpd: %s", buf);
+	if (suppressed > 0)
+		log_msg("libmicrohttpd: %s (%ld earlier messages left out)", buf, suppressed);
+	else
+		log_msg("libmicrohttpd: %s", buf);
+	last_ms = now;
+	suppressed = 0;
+	pthread_mutex_unlock(&lock);
 }
 
 struct MHD_Daemon *
