@@ -19,8 +19,8 @@ CREATE TABLE datastreams.api_token_hashes (
 );
 COMMENT ON TABLE datastreams.api_token_hashes IS 'API tokens of the HTTP gateway: the SHA-256 of each token, never the token (administrators only)';
 
--- Only administrators see or change it; the gateway's role reads it through
--- resolve_api_token() alone.
+-- Only administrators see or change it; the gateway's role learns a
+-- token's account through resolve_api_token() alone.
 ALTER TABLE datastreams.api_token_hashes ENABLE ROW LEVEL SECURITY;
 ALTER TABLE datastreams.api_token_hashes FORCE ROW LEVEL SECURITY;
 CREATE POLICY api_token_hashes_admin ON datastreams.api_token_hashes
@@ -78,6 +78,9 @@ DECLARE
 	token_id ALIAS FOR $1;
 BEGIN
 	PERFORM datastreams.require_admin();
+	IF token_id IS NULL THEN
+		RAISE EXCEPTION 'API token id is required' USING ERRCODE = 'not_null_violation';
+	END IF;
 	UPDATE datastreams.api_token_hashes AS t SET revoked_at = pg_catalog.now()
 	 WHERE t.id OPERATOR(pg_catalog.=) token_id AND t.revoked_at IS NULL;
 	IF FOUND THEN
@@ -93,21 +96,16 @@ $$;
 COMMENT ON FUNCTION datastreams.revoke_api_token(uuid) IS 'revoke an API token at once; true when this call revoked it, false when it already was (administrators)';
 REVOKE ALL ON FUNCTION datastreams.revoke_api_token(uuid) FROM PUBLIC;
 
--- The one SECURITY DEFINER function of the extension: the gateway's role
--- must learn a token's account without being able to read the table (that
--- would let it list every account's token hashes and notes).  It returns
--- the account of an unrevoked token whose hash matches, else NULL, and
--- nothing else; its search_path is pinned and every name qualified.
--- EXECUTE is granted by the administrator to the gateway's role only.
+-- The gateway's role learns a token's account through this function alone:
+-- it reads the table through its index in C (src/api_tokens.c), so it
+-- needs no privilege on the table and is not SECURITY DEFINER.  It returns
+-- the account of an unrevoked token whose SHA-256 matches, else NULL, and
+-- nothing else.  EXECUTE is granted by an administrator to the gateway's
+-- role only.
 CREATE FUNCTION datastreams.resolve_api_token(token text)
 RETURNS text
-LANGUAGE sql STABLE STRICT SECURITY DEFINER PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT t.account_id FROM datastreams.api_token_hashes AS t
-	 WHERE t.token_hash OPERATOR(pg_catalog.=) pg_catalog.sha256(pg_catalog.convert_to($1, 'UTF8'))
-	   AND t.revoked_at IS NULL
-$$;
+AS 'MODULE_PATHNAME', 'datastreams_resolve_api_token'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION datastreams.resolve_api_token(text) IS 'the account of an unrevoked API token, NULL for any other string; for the HTTP gateway''s role (EXECUTE granted explicitly)';
 REVOKE ALL ON FUNCTION datastreams.resolve_api_token(text) FROM PUBLIC;
 
