@@ -29,7 +29,7 @@ ISOLATION_OPTS = --inputdir=test/isolation --load-extension=datastreams
 
 # TAP tests live in test/t, not PGXS's default t/; TAP_TESTS stays unset so
 # that installcheck runs only pg_regress and isolation, as the README says.
-PROVE_TESTS = $(sort $(wildcard test/t/*.pl))
+PROVE_TESTS ?= $(sort $(wildcard test/t/*.pl))
 PROVE_FLAGS += -I test/perl
 
 # The client programs, each its own PGXS PROGRAM module (like contrib/vacuumlo).

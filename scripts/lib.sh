@@ -136,6 +136,8 @@ ds_build_install() {
 		mkdir -p "$DS_PG_ROOT/usr/lib/postgresql" "$DS_PG_ROOT/usr/share/postgresql"
 		cp -a "/usr/lib/postgresql/$DS_PG_MAJOR" "$DS_PG_ROOT/usr/lib/postgresql/"
 		cp -a "/usr/share/postgresql/$DS_PG_MAJOR" "$DS_PG_ROOT/usr/share/postgresql/"
+		mkdir -p "$DS_PG_ROOT/usr/include"
+		cp -a /usr/include/postgresql "$DS_PG_ROOT/usr/include/"
 	fi
 	jobs=$(nproc 2>/dev/null || echo 2)
 	ds_info "building (make -j$jobs PG_CONFIG=$DS_PG_CONFIG)"
@@ -180,7 +182,7 @@ ds_cluster_init() {
 		echo "listen_addresses = '127.0.0.1'"
 		echo "unix_socket_directories = '$sockdir'"
 		echo "max_connections = 100"
-		echo "max_prepared_transactions = 0"
+		echo "max_prepared_transactions = 10"
 		if [ "${DATASTREAMS_PRELOAD:-1}" != 0 ]; then
 			echo "shared_preload_libraries = 'datastreams'"
 		else

@@ -5,6 +5,10 @@
 -- frames trigger still applies every rule and attributes each frame to its
 -- stream's account.
 --
+
+-- Writers announce their frames and fold the stream counters at commit
+-- (the path without a publisher), so that stream_state is current when read.
+SET datastreams.notify_via_worker = off;
 CREATE SCHEMA regress_bulk;
 CREATE FUNCTION regress_bulk.err(cmd text) RETURNS text
 LANGUAGE plpgsql AS $f$

@@ -7,6 +7,10 @@
 -- (regress_metrics_*), except where it checks deltas of the global ones.
 -- Streams have fixed ids so that series can be shown as they are.
 --
+
+-- Writers announce their frames and fold the stream counters at commit
+-- (the path without a publisher), so that stream_state is current when read.
+SET datastreams.notify_via_worker = off;
 CREATE SCHEMA regress_metrics;
 GRANT USAGE ON SCHEMA regress_metrics TO PUBLIC;
 

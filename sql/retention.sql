@@ -6,6 +6,10 @@
 -- "old" frames exist without waiting.
 --
 
+-- Writers announce their frames and fold the stream counters at commit
+-- (the path without a publisher), so that stream_state is current when read.
+SET datastreams.notify_via_worker = off;
+
 CREATE ROLE regress_retention_tenant;
 CREATE ROLE regress_retention_other;
 CREATE ROLE regress_retention_admin;

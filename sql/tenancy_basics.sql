@@ -12,6 +12,10 @@
 -- that does not exist.  regress_tenancy_basics.err() shows an error's
 -- SQLSTATE, message, DETAIL and HINT with generated UUIDs masked.
 --
+
+-- Writers announce their frames and fold the stream counters at commit
+-- (the path without a publisher), so that stream_state is current when read.
+SET datastreams.notify_via_worker = off;
 CREATE SCHEMA regress_tenancy_basics;
 CREATE FUNCTION regress_tenancy_basics.err(cmd text) RETURNS text
 LANGUAGE plpgsql AS $f$

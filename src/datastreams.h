@@ -16,19 +16,6 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
-/* Settings (datastreams.c) */
-extern char *ds_account_id_setting;
-extern int	ds_max_payload_bytes;
-extern int	ds_notify_payload;
-extern double ds_notify_queue_limit;
-extern int	ds_notify_frames_per_statement;
-
-typedef enum NotifyPayloadMode
-{
-	NOTIFY_PAYLOAD_FULL,
-	NOTIFY_PAYLOAD_IDS
-} NotifyPayloadMode;
-
 /* Stream and frame statuses, as stored */
 typedef enum StreamStatus
 {
@@ -65,6 +52,7 @@ typedef struct DsRelations
 	Oid			frames_stream_sequence_index;
 	Oid			stream_state;
 	Oid			stream_state_pkey;
+	bool		before_1_2;		/* the SQL is older than the library's 1.2 */
 } DsRelations;
 
 extern const DsRelations *ds_relations(void);
@@ -86,6 +74,8 @@ extern char *ds_current_account(void);
 extern char *ds_require_account(void);
 extern bool ds_is_admin(void);
 extern bool ds_bypasses_rls(void);
+extern void ds_become_superuser(Oid *save_userid, int *save_sec_context);
+extern void ds_restore_user(Oid save_userid, int save_sec_context);
 extern void ds_tenancy_init(void);
 
 /* stream_cache.c: per-backend cache of the stream columns frames depend on */
@@ -100,61 +90,14 @@ typedef struct CachedStream
 extern CachedStream *ds_lookup_stream(const pg_uuid_t *stream_id);
 extern void ds_stream_cache_init(void);
 
-/* stream_state.c: per-transaction sequence tracking and the latest pointer */
-typedef struct StreamProgress
-{
-	pg_uuid_t	stream_id;		/* hash key */
-	bool		valid;			/* belongs to the current transaction */
-	char	   *account_id;
-	bool		locked;			/* holds the stream lock in this transaction */
-	bool		latest_known;
-	int64		latest;			/* highest sequence, when latest_known */
-	bool		touched;		/* the statement wrote frames to the stream */
-	int64		counts[FRAME_STATUS_COUNT];
-	int64		latency_total;
-	/* notifications of the current statement (notify.c) */
-	int64		announced;		/* frames written by the statement */
-	int64		first_sequence;
-	List	   *notices;		/* per-frame payloads, at most the limit */
-} StreamProgress;
-
-extern StreamProgress *ds_progress_for(const pg_uuid_t *stream_id,
-									   const char *account_id);
-extern int64 ds_progress_latest(StreamProgress *progress);
-extern void ds_progress_record(StreamProgress *progress, int64 sequence,
-							   FrameStatus status, int32 latency_ms);
-extern void ds_progress_flush(void);
-extern void ds_stream_locktag(LOCKTAG *tag, const pg_uuid_t *stream_id,
-							  uint16 lock_class);
-extern void ds_stream_state_init(void);
-
-/* ingest.c: which element of an ingest() batch the frames trigger is on */
+/* ingest.c (before 1.2): which element of an ingest() batch the trigger is on */
 extern int64 ds_ingest_element;
 
-/* notify.c */
-extern void ds_notify_frame(StreamProgress *progress, const pg_uuid_t *frame_id,
-							int64 sequence, FrameStatus status, int32 latency_ms,
-							TimestampTz created_at, Jsonb *payload);
-extern void ds_notify_flush(StreamProgress *progress);
-
-/* notify_worker.c */
-extern bool ds_notify_via_worker;
-extern bool ds_notify_worker_usable(void);
-extern void ds_notify_worker_defer(const pg_uuid_t *stream_id, int64 first_sequence,
-								   int64 last_sequence, int64 count);
-extern void ds_notify_worker_init(void);
-extern void ds_notify_init(void);
-
 /* metrics.c */
-extern void ds_metrics_stream_created(const pg_uuid_t *stream_id,
-									  const char *account_id);
-extern void ds_metrics_stream_updated(const pg_uuid_t *stream_id,
-									  const char *account_id);
-extern void ds_metrics_frame(const pg_uuid_t *stream_id, FrameStatus status,
-							 int32 latency_ms);
-extern void ds_metrics_notification_skipped(void);
+extern void ds_metrics_commit(void);
+extern void ds_metrics_notifications_skipped(int64 count);
+extern int	ds_latency_bucket(int32 latency_ms);
 extern void ds_metrics_init(void);
-extern void ds_metrics_settings(void);
 
 /* metrics.c: copies of the shared counters, for metrics() and stream_latency() */
 #define DS_LATENCY_BUCKETS 15	/* finite bucket bounds; one more bucket is +Inf */
@@ -197,14 +140,12 @@ extern void ds_metrics_globals(DsGlobalCounters *out);
 
 /* health.c */
 extern double ds_latency_quantile(const int64 *buckets, double q, bool *isnull);
-extern void ds_health_settings(void);
+extern void ds_health_init(void);
 
 /* logs.c: structured server log lines */
-extern void ds_log_settings(void);
-extern int	ds_log_stream_changes_level(void);
-extern void ds_log_stream_change(int elevel, const char *change,
-								 const pg_uuid_t *stream_id, const char *account_id);
+extern void ds_log_changes(void);
 extern void ds_log_rejected_frame(const pg_uuid_t *stream_id, const char *reason);
+extern void ds_logs_init(void);
 
 /*
  * For the frames trigger: log the rejection (datastreams.log_rejected_frames),
@@ -218,12 +159,7 @@ extern void ds_log_rejected_frame(const pg_uuid_t *stream_id, const char *reason
 		pg_unreachable(); \
 	} while (0)
 
-/* retention.c, prune_worker.c: retention settings, prune() and its worker */
-extern char *ds_default_retention_setting;
-extern int	ds_prune_batch_size;
-extern int	ds_prune_interval;
-extern char *ds_prune_database;
-extern char *ds_prune_role;
+/* retention.c, prune_worker.c: prune() and its per-database worker */
 extern void ds_retention_init(void);
 extern void ds_prune_worker_init(void);
 

@@ -29,10 +29,10 @@ static double health_frequency_tolerance = 3.0;
 static double health_late_ratio_threshold = 0.05;
 
 void
-ds_health_settings(void)
+ds_health_init(void)
 {
 	DefineCustomRealVariable("datastreams.health_frequency_tolerance",
-							 "How many times its frequency an active stream may go without a frame before stream_health calls it unhealthy.",
+							 "Sets how many times its frequency an active stream may go without a frame before stream_health calls it unhealthy.",
 							 NULL,
 							 &health_frequency_tolerance,
 							 3.0,
@@ -42,7 +42,7 @@ ds_health_settings(void)
 							 NULL, NULL, NULL);
 
 	DefineCustomRealVariable("datastreams.health_late_ratio_threshold",
-							 "Share of late frames above which stream_health calls an active stream unhealthy.",
+							 "Sets the share of late frames above which stream_health calls an active stream unhealthy.",
 							 NULL,
 							 &health_late_ratio_threshold,
 							 0.05,

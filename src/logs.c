@@ -9,7 +9,7 @@
  * own level setting; "off" emits nothing.  Accepted frames are never
  * logged one by one.
  *
- * Stream changes are logged when their transaction commits (metrics.c
+ * Stream changes are logged when their transaction commits (the ledger
  * keeps them until then), so a rolled-back change leaves no line.  A
  * rejected frame is logged when it is rejected: the error that follows
  * says the same, but only to the client, and may be caught.
@@ -22,6 +22,7 @@
 #include "utils/guc.h"
 
 #include "datastreams.h"
+#include "ledger.h"
 
 #define LOG_OFF 0
 
@@ -44,10 +45,10 @@ static const struct config_enum_entry log_level_options[] = {
 };
 
 void
-ds_log_settings(void)
+ds_logs_init(void)
 {
 	DefineCustomEnumVariable("datastreams.log_stream_changes",
-							 "Level of the server log line written for each stream created or updated.",
+							 "Sets the level of the server log line written for each stream created or updated.",
 							 "Lines are written when the transaction commits; off writes none.",
 							 &log_stream_changes,
 							 LOG,
@@ -57,7 +58,7 @@ ds_log_settings(void)
 							 NULL, NULL, NULL);
 
 	DefineCustomEnumVariable("datastreams.log_rejected_frames",
-							 "Level of the server log line written for each frame the frames trigger rejects.",
+							 "Sets the level of the server log line written for each frame the frames trigger rejects.",
 							 "off writes none; accepted frames are never logged.",
 							 &log_rejected_frames,
 							 LOG_OFF,
@@ -65,12 +66,6 @@ ds_log_settings(void)
 							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);
-}
-
-int
-ds_log_stream_changes_level(void)
-{
-	return log_stream_changes;
 }
 
 static void
@@ -123,14 +118,12 @@ append_value(StringInfo buf, const char *key, const char *value)
 /*
  * "datastreams: stream created stream_id=... account_id=..."
  */
-void
-ds_log_stream_change(int elevel, const char *change, const pg_uuid_t *stream_id,
-					 const char *account_id)
+static void
+log_stream_change(int elevel, const char *change, const pg_uuid_t *stream_id,
+				  const char *account_id)
 {
 	StringInfoData buf;
 
-	if (elevel == LOG_OFF)
-		return;
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "datastreams: stream %s", change);
 	append_value(&buf, "stream_id", ds_uuid_to_cstring(stream_id));
@@ -164,4 +157,25 @@ ds_log_rejected_frame(const pg_uuid_t *stream_id, const char *reason)
 			(errmsg_internal("%s", buf.data),
 			 errhidestmt(true), errhidecontext(true)));
 	pfree(buf.data);
+}
+
+/* At commit: the transaction's stream changes, in the order they were made */
+void
+ds_log_changes(void)
+{
+	int			count;
+	int64		not_listed;
+	LedgerChange *changes = ds_ledger_changes(&count, &not_listed);
+	int			i;
+
+	if (log_stream_changes == LOG_OFF)
+		return;
+	for (i = 0; i < count; i++)
+		log_stream_change(log_stream_changes, changes[i].created ? "created" : "updated",
+						  &changes[i].stream_id, changes[i].account_id);
+	if (not_listed > 0)
+		ereport(log_stream_changes,
+				(errmsg("datastreams: stream changes not logged count=" INT64_FORMAT, not_listed),
+				 errdetail("A transaction logs at most %d stream changes one by one.", count),
+				 errhidestmt(true), errhidecontext(true)));
 }

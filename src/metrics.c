@@ -11,14 +11,10 @@
  *	- globals: skipped notifications and the work that could not be
  *	  tracked because the tables were full.
  *
- * Only committed work counts.  The triggers call ds_metrics_frame() and
- * friends, which add to backend-local "pending" counters, aggregated per
- * stream (or account) and per subtransaction level; a rolled-back
- * subtransaction drops its level, a committed one merges it into its
- * parent's, and the transaction's commit callback adds what is left to
- * shared memory.  A frame therefore costs a hash lookup in backend memory
- * (usually not even that: the entry of the previous frame is remembered),
- * and shared memory is touched once per stream and transaction.
+ * Only committed work counts.  What a transaction wrote is tallied in its
+ * ledger (ledger.c, which also undoes what rolled-back subtransactions
+ * wrote), and the ledger's commit calls ds_metrics_commit(), which adds
+ * it to shared memory: once per stream and transaction.
  *
  * When the tables are full nothing is evicted: frames of streams that get
  * no entry are counted in datastreams_untracked_frames_total, stream
@@ -50,16 +46,16 @@
 #include "utils/timestamp.h"
 
 #include "datastreams.h"
+#include "ledger.h"
 
 /* Bucket upper bounds; the text forms are in prometheus.c */
 const int32 ds_latency_bounds_ms[DS_LATENCY_BUCKETS] = {
 	1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000
 };
 
-/* Stream changes logged one by one per transaction; more are summed up */
-#define MAX_LOGGED_CHANGES 10000
+#define MAX_TRACKED_STREAMS_DEFAULT 10000
 
-static int	max_tracked_streams = 10000;
+static int	max_tracked_streams = MAX_TRACKED_STREAMS_DEFAULT;
 
 /*
  * Shared memory
@@ -114,56 +110,6 @@ static HTAB *shared_accounts = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-
-/*
- * Backend memory: what the current transaction would add, per
- * subtransaction level.  Levels form a stack (innermost first); a level
- * exists only for subtransactions that counted something.
- */
-typedef struct PendingStream
-{
-	pg_uuid_t	stream_id;		/* hash key */
-	char	   *account_id;		/* NULL when the stream was not found */
-	bool		applied;
-	int64		frames[FRAME_STATUS_COUNT];
-	int64		buckets[DS_LATENCY_BUCKETS + 1];
-	int64		latency_sum_ms;
-} PendingStream;
-
-typedef struct PendingAccount
-{
-	char		account_id[DS_ACCOUNT_KEY_LEN]; /* hash key */
-	bool		applied;
-	int64		created;
-	int64		updated;
-} PendingAccount;
-
-typedef struct PendingChange
-{
-	pg_uuid_t	stream_id;
-	char	   *account_id;
-	bool		created;
-	int			elevel;
-} PendingChange;
-
-typedef struct PendingLevel
-{
-	SubTransactionId subid;
-	struct PendingLevel *parent;
-	HTAB	   *streams;		/* PendingStream, created on first use */
-	HTAB	   *accounts;		/* PendingAccount, created on first use */
-	int64		notifications_skipped;
-	int64		untracked_stream_changes;
-	List	   *changes;		/* PendingChange to log at commit */
-	int64		changes_not_logged;
-} PendingLevel;
-
-static PendingLevel *pending = NULL;
-static int	pending_changes = 0;	/* length of all the changes lists */
-
-/* The entry the previous frame went to */
-static PendingStream *last_stream = NULL;
-static SubTransactionId last_subid = InvalidSubTransactionId;
 
 /*
  * Shared memory set-up
@@ -222,102 +168,8 @@ metrics_shmem_startup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
-/*
- * The settings of the observability features.  Called from _PG_init before
- * the datastreams prefix is reserved, so that values given before the
- * library was loaded are kept.  The shared memory setting exists only when
- * the library is preloaded (PostgreSQL refuses to create such a setting
- * later).
- */
-void
-ds_metrics_settings(void)
-{
-	if (process_shared_preload_libraries_in_progress)
-		DefineCustomIntVariable("datastreams.max_tracked_streams",
-								"Streams (and accounts) the shared memory metrics can track.",
-								"When full, new streams are not tracked and their frames are counted in datastreams_untracked_frames_total.",
-								&max_tracked_streams,
-								10000,
-								1, 10000000,
-								PGC_POSTMASTER,
-								0,
-								NULL, NULL, NULL);
-	ds_health_settings();
-	ds_log_settings();
-}
-
-/*
- * Pending counters
- */
-static PendingLevel *
-current_level(void)
-{
-	SubTransactionId subid = GetCurrentSubTransactionId();
-
-	if (pending == NULL || pending->subid != subid)
-	{
-		PendingLevel *level;
-
-		Assert(pending == NULL || pending->subid < subid);
-		level = MemoryContextAllocZero(TopTransactionContext, sizeof(PendingLevel));
-		level->subid = subid;
-		level->parent = pending;
-		pending = level;
-	}
-	return pending;
-}
-
-static HTAB *
-pending_streams_hash(PendingLevel *level)
-{
-	if (level->streams == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(pg_uuid_t);
-		ctl.entrysize = sizeof(PendingStream);
-		ctl.hcxt = TopTransactionContext;
-		level->streams = hash_create("datastreams pending stream metrics", 16, &ctl,
-									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
-	return level->streams;
-}
-
-static HTAB *
-pending_accounts_hash(PendingLevel *level)
-{
-	if (level->accounts == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = DS_ACCOUNT_KEY_LEN;
-		ctl.entrysize = sizeof(PendingAccount);
-		ctl.hcxt = TopTransactionContext;
-		level->accounts = hash_create("datastreams pending account metrics", 4, &ctl,
-									  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-	}
-	return level->accounts;
-}
-
-static PendingStream *
-pending_stream(PendingLevel *level, const pg_uuid_t *stream_id, const char *account_id)
-{
-	PendingStream *entry;
-	bool		found;
-
-	entry = hash_search(pending_streams_hash(level), stream_id, HASH_ENTER, &found);
-	if (!found)
-	{
-		memset(((char *) entry) + sizeof(pg_uuid_t), 0,
-			   sizeof(PendingStream) - sizeof(pg_uuid_t));
-		if (account_id)
-			entry->account_id = MemoryContextStrdup(TopTransactionContext, account_id);
-	}
-	return entry;
-}
-
-static int
-latency_bucket(int32 latency_ms)
+int
+ds_latency_bucket(int32 latency_ms)
 {
 	int			i;
 
@@ -325,183 +177,6 @@ latency_bucket(int32 latency_ms)
 		if (latency_ms <= ds_latency_bounds_ms[i])
 			return i;
 	return DS_LATENCY_BUCKETS;
-}
-
-/*
- * Called by the frames trigger for each frame: keep this cheap.
- */
-void
-ds_metrics_frame(const pg_uuid_t *stream_id, FrameStatus status, int32 latency_ms)
-{
-	PendingStream *entry;
-	SubTransactionId subid;
-
-	if (shared == NULL)
-		return;
-
-	subid = GetCurrentSubTransactionId();
-	if (last_stream != NULL && last_subid == subid &&
-		memcmp(&last_stream->stream_id, stream_id, sizeof(pg_uuid_t)) == 0)
-		entry = last_stream;
-	else
-	{
-		PendingLevel *level = current_level();
-		CachedStream *stream = ds_lookup_stream(stream_id);
-
-		entry = pending_stream(level, stream_id, stream ? stream->account_id : NULL);
-		last_stream = entry;
-		last_subid = subid;
-	}
-
-	entry->frames[status]++;
-	entry->buckets[latency_bucket(latency_ms)]++;
-	entry->latency_sum_ms += latency_ms;
-}
-
-static void
-stream_changed(const pg_uuid_t *stream_id, const char *account_id, bool created)
-{
-	int			elevel = ds_log_stream_changes_level();
-	PendingLevel *level;
-
-	if (shared == NULL && elevel == 0)
-		return;
-	level = current_level();
-
-	if (shared != NULL)
-	{
-		if (strlen(account_id) >= DS_ACCOUNT_KEY_LEN)
-			level->untracked_stream_changes++;
-		else
-		{
-			PendingAccount *entry;
-			bool		found;
-
-			entry = hash_search(pending_accounts_hash(level), account_id, HASH_ENTER, &found);
-			if (!found)
-			{
-				entry->applied = false;
-				entry->created = 0;
-				entry->updated = 0;
-			}
-			if (created)
-				entry->created++;
-			else
-				entry->updated++;
-		}
-	}
-
-	if (elevel != 0)
-	{
-		if (pending_changes < MAX_LOGGED_CHANGES)
-		{
-			PendingChange *change = MemoryContextAlloc(TopTransactionContext,
-													   sizeof(PendingChange));
-			MemoryContext old;
-
-			memcpy(&change->stream_id, stream_id, sizeof(pg_uuid_t));
-			change->account_id = MemoryContextStrdup(TopTransactionContext, account_id);
-			change->created = created;
-			change->elevel = elevel;
-			old = MemoryContextSwitchTo(TopTransactionContext);
-			level->changes = lappend(level->changes, change);
-			MemoryContextSwitchTo(old);
-			pending_changes++;
-		}
-		else
-			level->changes_not_logged++;
-	}
-}
-
-void
-ds_metrics_stream_created(const pg_uuid_t *stream_id, const char *account_id)
-{
-	stream_changed(stream_id, account_id, true);
-}
-
-void
-ds_metrics_stream_updated(const pg_uuid_t *stream_id, const char *account_id)
-{
-	stream_changed(stream_id, account_id, false);
-}
-
-void
-ds_metrics_notification_skipped(void)
-{
-	if (shared == NULL)
-		return;
-	current_level()->notifications_skipped++;
-}
-
-/*
- * A committed subtransaction: its counts now belong to its parent.
- */
-static void
-merge_level(PendingLevel *child, PendingLevel *parent)
-{
-	HASH_SEQ_STATUS seq;
-	MemoryContext old;
-
-	if (child->streams)
-	{
-		PendingStream *from;
-
-		hash_seq_init(&seq, child->streams);
-		while ((from = hash_seq_search(&seq)) != NULL)
-		{
-			PendingStream *to = pending_stream(parent, &from->stream_id, from->account_id);
-			int			i;
-
-			for (i = 0; i < FRAME_STATUS_COUNT; i++)
-				to->frames[i] += from->frames[i];
-			for (i = 0; i <= DS_LATENCY_BUCKETS; i++)
-				to->buckets[i] += from->buckets[i];
-			to->latency_sum_ms += from->latency_sum_ms;
-		}
-		hash_destroy(child->streams);
-	}
-	if (child->accounts)
-	{
-		PendingAccount *from;
-
-		hash_seq_init(&seq, child->accounts);
-		while ((from = hash_seq_search(&seq)) != NULL)
-		{
-			PendingAccount *to;
-			bool		found;
-
-			to = hash_search(pending_accounts_hash(parent), from->account_id, HASH_ENTER, &found);
-			if (!found)
-			{
-				to->applied = false;
-				to->created = 0;
-				to->updated = 0;
-			}
-			to->created += from->created;
-			to->updated += from->updated;
-		}
-		hash_destroy(child->accounts);
-	}
-	parent->notifications_skipped += child->notifications_skipped;
-	parent->untracked_stream_changes += child->untracked_stream_changes;
-	old = MemoryContextSwitchTo(TopTransactionContext);
-	parent->changes = list_concat(parent->changes, child->changes);
-	MemoryContextSwitchTo(old);
-	list_free(child->changes);
-	parent->changes_not_logged += child->changes_not_logged;
-	pfree(child);
-}
-
-static void
-drop_level(PendingLevel *level)
-{
-	if (level->streams)
-		hash_destroy(level->streams);
-	if (level->accounts)
-		hash_destroy(level->accounts);
-	pending_changes -= list_length(level->changes);
-	list_free_deep(level->changes);
-	pfree(level);
 }
 
 /*
@@ -572,7 +247,7 @@ enter_stream(const pg_uuid_t *stream_id, const char *account_id)
 }
 
 static void
-add_stream(SharedStream *to, const PendingStream *from)
+add_stream(SharedStream *to, const StreamTally *from)
 {
 	int			i;
 
@@ -586,7 +261,7 @@ add_stream(SharedStream *to, const PendingStream *from)
 }
 
 static void
-add_account(SharedAccount *to, const PendingAccount *from)
+add_account(SharedAccount *to, const AccountTally *from)
 {
 	SpinLockAcquire(&to->mutex);
 	to->created += from->created;
@@ -594,231 +269,143 @@ add_account(SharedAccount *to, const PendingAccount *from)
 	SpinLockRelease(&to->mutex);
 }
 
-/*
- * At commit: add the pending counts to shared memory.  The transaction is
- * already committed, so this must not fail: no allocation, and entries are
- * created with HASH_ENTER_NULL.
- */
 static void
-apply_pending(void)
+add_globals(int64 skipped, int64 untracked_frames, int64 untracked_changes)
 {
-	PendingLevel *level;
-	HASH_SEQ_STATUS seq;
-	PendingStream *ps;
-	PendingAccount *pa;
-	bool		missing = false;
-	int64		skipped = 0;
+	if (skipped == 0 && untracked_frames == 0 && untracked_changes == 0)
+		return;
+	SpinLockAcquire(&shared->mutex);
+	shared->notifications_skipped += skipped;
+	shared->untracked_frames += untracked_frames;
+	shared->untracked_stream_changes += untracked_changes;
+	SpinLockRelease(&shared->mutex);
+}
+
+/*
+ * At commit: add the transaction's ledger to shared memory.  The
+ * transaction is already committed, so this must not fail: entries are
+ * created with HASH_ENTER_NULL, and the ones that find no room are counted
+ * as untracked.  Existing entries are updated under the shared lock; the
+ * exclusive lock is taken only when an entry must be created.
+ */
+void
+ds_metrics_commit(void)
+{
+	int			nstreams;
+	int			naccounts;
+	LedgerStream **streams;
+	LedgerAccount **accounts;
 	int64		untracked_frames = 0;
-	int64		untracked_changes = 0;
+	int64		untracked_changes = ds_ledger_untracked_changes();
+	bool		missing = false;
+	int			i;
+	int			j;
 
-	/* Entries that exist are updated under the shared lock */
-	LWLockAcquire(shared->lock, LW_SHARED);
-	for (level = pending; level != NULL; level = level->parent)
+	if (shared == NULL)
+		return;
+	streams = ds_ledger_streams(&nstreams);
+	accounts = ds_ledger_accounts(&naccounts);
+	if (nstreams == 0 && naccounts == 0)
 	{
-		skipped += level->notifications_skipped;
-		untracked_changes += level->untracked_stream_changes;
-		if (level->streams)
-		{
-			hash_seq_init(&seq, level->streams);
-			while ((ps = hash_seq_search(&seq)) != NULL)
-			{
-				StreamKey	key;
-				SharedStream *entry;
-
-				memset(&key, 0, sizeof(key));
-				key.dbid = MyDatabaseId;
-				key.stream_id = ps->stream_id;
-				entry = hash_search(shared_streams, &key, HASH_FIND, NULL);
-
-				if ((ps->applied = (entry != NULL)))
-					add_stream(entry, ps);
-				else
-					missing = true;
-			}
-		}
-		if (level->accounts)
-		{
-			hash_seq_init(&seq, level->accounts);
-			while ((pa = hash_seq_search(&seq)) != NULL)
-			{
-				AccountKey	key;
-				SharedAccount *entry;
-
-				account_key(pa->account_id, &key);
-				entry = hash_search(shared_accounts, &key, HASH_FIND, NULL);
-
-				if ((pa->applied = (entry != NULL)))
-					add_account(entry, pa);
-				else
-					missing = true;
-			}
-		}
+		add_globals(0, 0, untracked_changes);
+		return;
 	}
 
-	/* The others are created under the exclusive lock, while there is room */
-	if (missing)
+	LWLockAcquire(shared->lock, LW_SHARED);
+	for (i = 0; i < nstreams; i++)
 	{
-		LWLockRelease(shared->lock);
-		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-		for (level = pending; level != NULL; level = level->parent)
+		StreamKey	key;
+		SharedStream *entry;
+
+		memset(&key, 0, sizeof(key));
+		key.dbid = MyDatabaseId;
+		key.stream_id = streams[i]->stream_id;
+		if ((entry = hash_search(shared_streams, &key, HASH_FIND, NULL)) != NULL)
 		{
-			if (level->accounts)
-			{
-				hash_seq_init(&seq, level->accounts);
-				while ((pa = hash_seq_search(&seq)) != NULL)
-				{
-					SharedAccount *entry;
-
-					if (pa->applied)
-						continue;
-					if ((entry = enter_account(pa->account_id)) != NULL)
-						add_account(entry, pa);
-					else
-						untracked_changes += pa->created + pa->updated;
-				}
-			}
-			if (level->streams)
-			{
-				hash_seq_init(&seq, level->streams);
-				while ((ps = hash_seq_search(&seq)) != NULL)
-				{
-					SharedStream *entry;
-
-					if (ps->applied)
-						continue;
-					if ((entry = enter_stream(&ps->stream_id, ps->account_id)) != NULL)
-						add_stream(entry, ps);
-					else
-					{
-						int			i;
-
-						for (i = 0; i < FRAME_STATUS_COUNT; i++)
-							untracked_frames += ps->frames[i];
-					}
-				}
-			}
+			add_stream(entry, &streams[i]->t);
+			streams[i] = NULL;
 		}
+		else
+			missing = true;
+	}
+	for (i = 0; i < naccounts; i++)
+	{
+		AccountKey	key;
+		SharedAccount *entry;
+
+		account_key(accounts[i]->account_id, &key);
+		if ((entry = hash_search(shared_accounts, &key, HASH_FIND, NULL)) != NULL)
+		{
+			add_account(entry, &accounts[i]->t);
+			accounts[i] = NULL;
+		}
+		else
+			missing = true;
 	}
 	LWLockRelease(shared->lock);
 
-	if (skipped != 0 || untracked_frames != 0 || untracked_changes != 0)
+	if (missing)
 	{
-		SpinLockAcquire(&shared->mutex);
-		shared->notifications_skipped += skipped;
-		shared->untracked_frames += untracked_frames;
-		shared->untracked_stream_changes += untracked_changes;
-		SpinLockRelease(&shared->mutex);
+		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+		for (i = 0; i < naccounts; i++)
+		{
+			SharedAccount *entry;
+
+			if (accounts[i] == NULL)
+				continue;
+			if ((entry = enter_account(accounts[i]->account_id)) != NULL)
+				add_account(entry, &accounts[i]->t);
+			else
+				untracked_changes += accounts[i]->t.created + accounts[i]->t.updated;
+		}
+		for (i = 0; i < nstreams; i++)
+		{
+			SharedStream *entry;
+
+			if (streams[i] == NULL)
+				continue;
+			if ((entry = enter_stream(&streams[i]->stream_id, streams[i]->account_id)) != NULL)
+				add_stream(entry, &streams[i]->t);
+			else
+				for (j = 0; j < FRAME_STATUS_COUNT; j++)
+					untracked_frames += streams[i]->t.frames[j];
+		}
+		LWLockRelease(shared->lock);
 	}
+	add_globals(0, untracked_frames, untracked_changes);
 }
 
-/* Outermost level first: the order in which the changes were made */
-static int64
-log_level_changes(PendingLevel *level)
+/* Notifications skipped because the queue was too full */
+void
+ds_metrics_notifications_skipped(int64 count)
 {
-	int64		not_logged = 0;
-	ListCell   *lc;
-
-	if (level->parent != NULL)
-		not_logged = log_level_changes(level->parent);
-	foreach(lc, level->changes)
-	{
-		PendingChange *change = (PendingChange *) lfirst(lc);
-
-		ds_log_stream_change(change->elevel, change->created ? "created" : "updated",
-							 &change->stream_id, change->account_id);
-	}
-	return not_logged + level->changes_not_logged;
+	if (shared != NULL)
+		add_globals(count, 0, 0);
 }
 
-static void
-log_pending_changes(void)
-{
-	int64		not_logged = log_level_changes(pending);
-	int			elevel = ds_log_stream_changes_level();
-
-	if (not_logged > 0)
-		ereport(elevel != 0 ? elevel : LOG,
-				(errmsg("datastreams: stream changes not logged count=" INT64_FORMAT, not_logged),
-				 errdetail("A transaction logs at most %d stream changes one by one.",
-						   MAX_LOGGED_CHANGES),
-				 errhidestmt(true), errhidecontext(true)));
-}
-
-static void
-metrics_xact_callback(XactEvent event, void *arg)
-{
-	switch (event)
-	{
-		case XACT_EVENT_COMMIT:
-			if (pending != NULL)
-			{
-				if (shared != NULL)
-					apply_pending();
-				log_pending_changes();
-			}
-			/* FALLTHROUGH */
-		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
-			/* the memory goes with TopTransactionContext */
-			pending = NULL;
-			pending_changes = 0;
-			last_stream = NULL;
-			break;
-		default:
-			break;
-	}
-}
-
-static void
-metrics_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-						 SubTransactionId parentSubid, void *arg)
-{
-	switch (event)
-	{
-		case SUBXACT_EVENT_ABORT_SUB:
-			last_stream = NULL;
-			while (pending != NULL && pending->subid >= mySubid)
-			{
-				PendingLevel *level = pending;
-
-				pending = level->parent;
-				drop_level(level);
-			}
-			break;
-		case SUBXACT_EVENT_COMMIT_SUB:
-			last_stream = NULL;
-			if (pending != NULL && pending->subid == mySubid)
-			{
-				if (pending->parent != NULL && pending->parent->subid == parentSubid)
-				{
-					PendingLevel *child = pending;
-
-					pending = child->parent;
-					merge_level(child, pending);
-				}
-				else
-					pending->subid = parentSubid;
-			}
-			break;
-		default:
-			break;
-	}
-}
-
+/*
+ * The settings and shared memory of the metrics.  The shared memory
+ * setting exists only when the library is preloaded (PostgreSQL refuses to
+ * create such a setting later).
+ */
 void
 ds_metrics_init(void)
 {
-	if (process_shared_preload_libraries_in_progress)
-	{
-		prev_shmem_request_hook = shmem_request_hook;
-		shmem_request_hook = metrics_shmem_request;
-		prev_shmem_startup_hook = shmem_startup_hook;
-		shmem_startup_hook = metrics_shmem_startup;
-	}
-	RegisterXactCallback(metrics_xact_callback, NULL);
-	RegisterSubXactCallback(metrics_subxact_callback, NULL);
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	DefineCustomIntVariable("datastreams.max_tracked_streams",
+							"Sets how many streams (and accounts) the shared memory metrics can track.",
+							"When full, new streams are not tracked and their frames are counted in datastreams_untracked_frames_total.",
+							&max_tracked_streams,
+							MAX_TRACKED_STREAMS_DEFAULT,
+							1, 10000000,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = metrics_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = metrics_shmem_startup;
 }
 
 /*

@@ -3,9 +3,10 @@
  * prune_worker.c
  *	  Background worker running datastreams.prune() on a schedule.
  *
- * Registered when the library is preloaded (shared_preload_libraries).  It
- * connects to datastreams.database, as datastreams.prune_role or else the
- * bootstrap superuser, and every datastreams.prune_interval calls
+ * One per database with the extension, started by the launcher
+ * (launcher.c) when the library is preloaded.  It connects as
+ * datastreams.prune_role or else the bootstrap superuser, and every
+ * datastreams.prune_interval calls
  * datastreams.prune() until it returns 0, one transaction per call, so
  * that each step commits before the next starts.  A database without the
  * extension (or with a version that has no prune()) is skipped quietly; a
@@ -39,13 +40,11 @@
 #include "utils/timestamp.h"
 
 #include "datastreams.h"
+#include "workers.h"
 
-/* Settings */
-int			ds_prune_interval = 60;
-char	   *ds_prune_database = NULL;
-char	   *ds_prune_role = NULL;
+#define PRUNE_INTERVAL_DEFAULT 60	/* seconds */
 
-extern PGDLLEXPORT void datastreams_prune_worker_main(Datum main_arg);
+static int	ds_prune_interval = PRUNE_INTERVAL_DEFAULT;
 
 typedef enum StepResult
 {
@@ -137,8 +136,7 @@ prune_run(void)
 			}
 			r = worker_step(&pruned);
 			if (r == STEP_NOT_INSTALLED)
-				elog(DEBUG1, "datastreams prune worker: extension datastreams (1.1 or later) is not installed in database \"%s\"",
-					 ds_prune_database);
+				elog(DEBUG1, "datastreams prune worker: extension datastreams (1.1 or later) is not installed in this database");
 			if (r != STEP_PRUNED)
 				break;
 			steps++;
@@ -173,15 +171,17 @@ prune_run(void)
 void
 datastreams_prune_worker_main(Datum main_arg)
 {
+	int			slot = DatumGetInt32(main_arg);
+	Oid			role;
 	TimestampTz last_run;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	BackgroundWorkerInitializeConnection(ds_prune_database,
-										 (ds_prune_role && ds_prune_role[0]) ? ds_prune_role : NULL,
-										 0);
+	memcpy(&role, MyBgworkerEntry->bgw_extra, sizeof(Oid));
+	BackgroundWorkerInitializeConnectionByOid(ds_database_slot(slot)->dbid, role, 0);
+	ds_worker_attach(slot, false);
 	pgstat_report_appname("datastreams prune worker");
 	last_run = GetCurrentTimestamp();
 
@@ -218,54 +218,22 @@ datastreams_prune_worker_main(Datum main_arg)
 	}
 }
 
-/*
- * Settings of the worker, and its registration when the library is being
- * preloaded.
- */
+int
+ds_prune_interval_seconds(void)
+{
+	return ds_prune_interval;
+}
+
 void
 ds_prune_worker_init(void)
 {
-	BackgroundWorker worker;
-
 	DefineCustomIntVariable("datastreams.prune_interval",
-							"Time between two runs of the prune worker; 0 turns it off.",
+							"Sets the time between two runs of the prune workers; 0 turns them off.",
 							"Needs the library in shared_preload_libraries.",
 							&ds_prune_interval,
-							60,
+							PRUNE_INTERVAL_DEFAULT,
 							0, INT_MAX / 1000,
 							PGC_SIGHUP,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
-
-	/* PostgreSQL refuses PGC_POSTMASTER settings once the server runs */
-	if (!process_shared_preload_libraries_in_progress)
-		return;
-
-	DefineCustomStringVariable("datastreams.database",
-							   "Database in which the prune worker runs datastreams.prune().",
-							   NULL,
-							   &ds_prune_database,
-							   "postgres",
-							   PGC_POSTMASTER,
-							   0,
-							   NULL, NULL, NULL);
-
-	DefineCustomStringVariable("datastreams.prune_role",
-							   "Role the prune worker connects as; empty means the bootstrap superuser.",
-							   "The role must be a datastreams administrator: a superuser or a member of the extension's owner.",
-							   &ds_prune_role,
-							   "",
-							   PGC_POSTMASTER,
-							   0,
-							   NULL, NULL, NULL);
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 60;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "datastreams");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "datastreams_prune_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "datastreams prune worker");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "datastreams prune worker");
-	RegisterBackgroundWorker(&worker);
 }

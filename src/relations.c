@@ -60,6 +60,13 @@ ds_relations(void)
 	relations.frames_stream_sequence_index = lookup_relation("frames_stream_sequence_key");
 	relations.stream_state = lookup_relation("stream_state");
 	relations.stream_state_pkey = lookup_relation("stream_state_pkey");
+
+	/*
+	 * Between installing this library and ALTER EXTENSION UPDATE the older
+	 * SQL runs with it: a latest-frame pointer written with every commit,
+	 * created_at with a default of its own.
+	 */
+	relations.before_1_2 = get_attnum(relations.stream_state, "counted_through") == InvalidAttrNumber;
 	relations_valid = true;
 	return &relations;
 }

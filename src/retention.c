@@ -14,12 +14,11 @@
  * let autovacuum reclaim what earlier steps deleted while later steps run.
  *
  * Safety:
- * - A stream's latest frame is never deleted: only frames with a sequence
- *	 lower than that of the frame the latest-frame pointer names (or, without
- *	 a pointer, lower than the highest sequence) qualify, so latest_frame()
- *	 and the frames trigger's ordering check, which both rely on the highest
- *	 frame, are unaffected.  stream_state counters count frames ingested and
- *	 are not reduced.
+ * - A stream's latest frame is never deleted: the stream's counters are
+ *	 folded first (stream_state.c), and only frames with a sequence lower
+ *	 than the highest one counted qualify, so latest_frame() and the frames
+ *	 trigger's ordering check, which both rely on the highest frame, are
+ *	 unaffected, and no frame leaves before the counters include it.
  * - Writers append frames above the latest sequence under their per-stream
  *	 lock; pruning deletes frames below it and takes neither that lock nor
  *	 anything an insert waits for.
@@ -46,13 +45,16 @@
 #include "utils/timestamp.h"
 
 #include "datastreams.h"
+#include "stream_state.h"
 
 /* Distinguishes prune claims from stream locks (0x4453) and user locks */
 #define PRUNE_LOCK_CLASS 0x4450
 
 /* Settings */
-char	   *ds_default_retention_setting = NULL;
-int			ds_prune_batch_size = 10000;
+#define PRUNE_BATCH_SIZE_DEFAULT 10000
+
+static char *ds_default_retention_setting = NULL;
+static int	ds_prune_batch_size = PRUNE_BATCH_SIZE_DEFAULT;
 
 /* datastreams.default_retention, parsed by its check hook */
 typedef struct DefaultRetention
@@ -209,26 +211,22 @@ prepare_plans(void)
 
 	/*
 	 * Frames of stream $1 created before $2, oldest sequence first, at most
-	 * $3, below the frame the latest-frame pointer names (or, should the
-	 * stream have no pointer, below its highest sequence).  The inner scan
-	 * walks the (stream_id, sequence) index; the DELETE then visits just
-	 * those tuples by ctid (a TID scan).  Frames are never updated and our
-	 * snapshot keeps vacuum from reusing their slots, so the ctids stay
-	 * theirs; one deleted meanwhile by someone else is skipped.
+	 * $3, below the highest frame the stream's counters have counted (its
+	 * latest_sequence: never above its latest frame, and keeping uncounted
+	 * frames until the counters include them; before 1.2, the latest frame).  The inner scan walks the (stream_id,
+	 * sequence) index; the DELETE then visits just those tuples by ctid (a
+	 * TID scan).  Frames are never updated and our snapshot keeps vacuum
+	 * from reusing their slots, so the ctids stay theirs; one deleted
+	 * meanwhile by someone else is skipped.
 	 */
 	if (delete_plan == NULL)
 		delete_plan = prepare("DELETE FROM datastreams.frames AS f "
 							  " WHERE f.ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
 							  "   SELECT d.ctid FROM datastreams.frames AS d "
 							  "    WHERE d.stream_id OPERATOR(pg_catalog.=) $1 "
-							  "      AND d.sequence OPERATOR(pg_catalog.<) COALESCE("
-							  "          (SELECT p.sequence FROM datastreams.stream_state AS st "
-							  "             JOIN datastreams.frames AS p ON p.id OPERATOR(pg_catalog.=) st.latest_frame_id "
-							  "            WHERE st.stream_id OPERATOR(pg_catalog.=) $1 "
-							  "              AND p.stream_id OPERATOR(pg_catalog.=) $1), "
-							  "          (SELECT m.sequence FROM datastreams.frames AS m "
-							  "            WHERE m.stream_id OPERATOR(pg_catalog.=) $1 "
-							  "            ORDER BY m.sequence DESC LIMIT 1)) "
+							  "      AND d.sequence OPERATOR(pg_catalog.<) "
+							  "          (SELECT st.latest_sequence FROM datastreams.stream_state AS st "
+							  "            WHERE st.stream_id OPERATOR(pg_catalog.=) $1) "
 							  "      AND d.created_at OPERATOR(pg_catalog.<) $2 "
 							  "    ORDER BY d.sequence LIMIT $3))",
 							  3, delete_args);
@@ -253,9 +251,7 @@ prune_step(int64 max_frames)
 	int64		total = 0;
 	int			rc;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	ds_become_superuser(&save_userid, &save_sec_context);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	prepare_plans();
@@ -290,6 +286,9 @@ prune_step(int64 max_frames)
 				continue;
 			if (!claim_stream(&stream_id))
 				continue;
+			/* count what is about to go; a stream being folded waits a step */
+			if (!ds_relations()->before_1_2 && !ds_fold_stream_state(&stream_id, false))
+				continue;
 
 			values[0] = UUIDPGetDatum(&stream_id);
 			values[1] = TimestampTzGetDatum(cutoff);
@@ -304,7 +303,7 @@ prune_step(int64 max_frames)
 	}
 
 	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	ds_restore_user(save_userid, save_sec_context);
 	return total;
 }
 
@@ -325,7 +324,7 @@ void
 ds_retention_init(void)
 {
 	DefineCustomStringVariable("datastreams.default_retention",
-							   "How long frames of streams without a retention of their own are kept.",
+							   "Sets how long frames of streams without a retention of their own are kept.",
 							   "An interval such as '30 days'; empty or 0 keeps every frame.",
 							   &ds_default_retention_setting,
 							   "",
@@ -334,14 +333,12 @@ ds_retention_init(void)
 							   check_default_retention, assign_default_retention, NULL);
 
 	DefineCustomIntVariable("datastreams.prune_batch_size",
-							"Most frames one call of datastreams.prune() deletes.",
+							"Sets the most frames one call of datastreams.prune() deletes.",
 							"Each call is one short transaction's worth of work; callers repeat it until it returns 0.",
 							&ds_prune_batch_size,
-							10000,
+							PRUNE_BATCH_SIZE_DEFAULT,
 							1, INT_MAX,
 							PGC_SUSET,
 							0,
 							NULL, NULL, NULL);
-
-	ds_prune_worker_init();
 }

@@ -1,147 +1,134 @@
 /*-------------------------------------------------------------------------
  *
  * stream_state.c
- *	  Per-stream sequence ordering and the latest-frame pointer.
+ *	  The stream lock, the latest sequence, and the per-stream counters of
+ *	  datastreams.stream_state.
  *
  * Sequences of a stream must be strictly increasing even with concurrent
- * writers, so the first frame a transaction writes to a stream takes a
- * per-stream lock held until the transaction ends, then reads the stream's
+ * writers, so the first frame a transaction writes to a stream takes the
+ * stream lock, held until the transaction ends, then reads the stream's
  * highest sequence through the (stream_id, sequence) index with a dirty
  * snapshot: with the lock held no other writer is in progress, and the
  * dirty snapshot also sees frames committed after our own snapshot was
- * taken, just as a unique index check would.  The transaction then tracks
- * the latest sequence in memory, so later frames cost no index probe.
+ * taken, as a unique index check would.
  *
- * The latest-frame pointer and the per-stream counters live in
- * datastreams.stream_state.  They are written once per statement and
- * stream (by the AFTER STATEMENT trigger calling ds_progress_flush), not
- * once per row: rewriting one row per frame would cost a heap update per
- * frame and grow a HOT chain inside long transactions.  The pointer is
- * taken from the index at flush time, so it is right even when a later
- * BEFORE trigger skipped a row or a subtransaction rolled some back.
+ * A transaction writing to very many streams would exhaust the lock table
+ * with one lock per stream; past datastreams.max_stream_locks streams it
+ * locks the whole frames table against other writers instead.
+ *
+ * The counters in stream_state cover exactly the frames with sequence up
+ * to counted_through; readers (stream_health) add the frames above it,
+ * through the index.  Folding frames into the counters is deferred work:
+ * the publisher does it for many transactions at once, and writers do it
+ * at commit only when no publisher runs for their database.  So no frame
+ * costs a second heap write, the counters are exact for committed frames
+ * in any snapshot, and everything is in tables, safe across a crash.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "access/genam.h"
 #include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
-#include "access/xact.h"
-#include "catalog/indexing.h"
-#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
-#include "executor/executor.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
-#include "utils/hsearch.h"
-#include "utils/lsyscache.h"
-#include "utils/memutils.h"
+#include "utils/guc.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
-#include "datastreams.h"
+#include "stream_state.h"
 
-/* Distinguishes our stream locks from user advisory locks (which use 1, 2) */
-#define STREAM_LOCK_CLASS 0x4453
+#define MAX_STREAM_LOCKS_DEFAULT 1000
 
-
-/*
- * The table outlives transactions so that single-frame transactions do not
- * pay for building it each time; entries are marked invalid at transaction
- * end, and the table is rebuilt when it has grown large.
- */
-#define PROGRESS_KEEP_ENTRIES 64
-
-static MemoryContext progress_context = NULL;
-static HTAB *progress = NULL;
-static bool progress_used = false;
-
-/* ProgressSavepoints of open subtransactions, innermost first */
-static List *savepoints = NIL;
-static SPIPlanPtr upsert_plan = NULL;
+static int	max_stream_locks = MAX_STREAM_LOCKS_DEFAULT;
+static SPIPlanPtr fold_plan = NULL;
+static SPIPlanPtr add_plan = NULL;
+static SPIPlanPtr legacy_plan = NULL;
 
 /*
- * An advisory lock tag for a stream.  lock_class tells apart the writers'
- * lock from the pruners' claim, and both from user advisory locks (which
- * use 1 and 2 in the last field).
+ * An advisory lock tag for a stream.  The key is a hash of the stream id,
+ * so that pg_locks, which every role can read, shows no part of the id.
  */
 void
 ds_stream_locktag(LOCKTAG *tag, const pg_uuid_t *stream_id, uint16 lock_class)
 {
-	uint32		key1;
-	uint32		key2;
+	uint64		key = hash_bytes_extended(stream_id->data, UUID_LEN, 0);
 
-	memcpy(&key1, stream_id->data, sizeof(key1));
-	memcpy(&key2, stream_id->data + UUID_LEN - sizeof(key2), sizeof(key2));
-	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, key1, key2, lock_class);
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) (key >> 32), (uint32) key, lock_class);
 }
 
-static void
-lock_stream(const pg_uuid_t *stream_id)
+/*
+ * Take the writers' lock of a stream; streams_locked is how many streams
+ * the transaction has locked so far.
+ */
+void
+ds_lock_stream(const pg_uuid_t *stream_id, int streams_locked)
 {
 	LOCKTAG		tag;
 
-	ds_stream_locktag(&tag, stream_id, STREAM_LOCK_CLASS);
+	if (streams_locked > max_stream_locks)
+	{
+		Oid			frames = ds_relations()->frames;
+
+		SET_LOCKTAG_RELATION(tag, MyDatabaseId, frames);
+		if (!LockHeldByMe(&tag, ShareRowExclusiveLock))
+			LockRelationOid(frames, ShareRowExclusiveLock);
+		return;
+	}
+	ds_stream_locktag(&tag, stream_id, STREAM_LOCK_WRITERS);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 }
 
-typedef struct LatestFrame
-{
-	pg_uuid_t	id;
-	int64		sequence;
-	TimestampTz created_at;
-} LatestFrame;
-
 /*
- * The stream's frame with the highest sequence, committed or written by this
- * transaction.  False when the stream has no frames.
+ * Scan a stream's frames through the (stream_id, sequence) index with a
+ * dirty snapshot: from the highest sequence down, or the one sequence.
  */
 static bool
-read_latest_frame(const pg_uuid_t *stream_id, LatestFrame *latest)
+probe_frames(const pg_uuid_t *stream_id, bool exact, int64 sequence, int64 *found_sequence)
 {
 	const DsRelations *rels = ds_relations();
 	SnapshotData dirty;
 	Relation	heap;
 	Relation	index;
 	IndexScanDesc scan;
-	ScanKeyData key;
+	ScanKeyData keys[2];
 	TupleTableSlot *slot;
 	bool		found = false;
-
-	static Oid	attnums_relid = InvalidOid;
-	static AttrNumber id_att,
-				sequence_att,
-				created_at_att;
-
-	if (attnums_relid != rels->frames)
-	{
-		id_att = get_attnum(rels->frames, "id");
-		sequence_att = get_attnum(rels->frames, "sequence");
-		created_at_att = get_attnum(rels->frames, "created_at");
-		attnums_relid = rels->frames;
-	}
 
 	InitDirtySnapshot(dirty);
 	heap = table_open(rels->frames, AccessShareLock);
 	index = index_open(rels->frames_stream_sequence_index, AccessShareLock);
 	slot = table_slot_create(heap, NULL);
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(stream_id));
-	scan = index_beginscan(heap, index, &dirty, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(stream_id));
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(sequence));
+	scan = index_beginscan(heap, index, &dirty, exact ? 2 : 1, 0);
+	index_rescan(scan, keys, exact ? 2 : 1, NULL, 0);
 	if (index_getnext_slot(scan, BackwardScanDirection, slot))
 	{
-		bool		isnull;
-
-		memcpy(&latest->id, DatumGetUUIDP(slot_getattr(slot, id_att, &isnull)),
-			   sizeof(pg_uuid_t));
-		latest->sequence = DatumGetInt64(slot_getattr(slot, sequence_att, &isnull));
-		latest->created_at = DatumGetTimestampTz(slot_getattr(slot, created_at_att, &isnull));
 		found = true;
+		if (found_sequence)
+		{
+			bool		isnull;
+			static AttrNumber sequence_att = InvalidAttrNumber;
+			static Oid	sequence_att_rel = InvalidOid;
+
+			if (sequence_att_rel != rels->frames)
+			{
+				sequence_att = ds_column_index(RelationGetDescr(heap), "frames", "sequence", true) + 1;
+				sequence_att_rel = rels->frames;
+			}
+			*found_sequence = DatumGetInt64(slot_getattr(slot, sequence_att, &isnull));
+		}
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
@@ -150,413 +137,198 @@ read_latest_frame(const pg_uuid_t *stream_id, LatestFrame *latest)
 	return found;
 }
 
-StreamProgress *
-ds_progress_for(const pg_uuid_t *stream_id, const char *account_id)
-{
-	StreamProgress *entry;
-	bool		found;
-
-	if (progress == NULL)
-	{
-		HASHCTL		ctl;
-
-		if (progress_context == NULL)
-			progress_context = AllocSetContextCreate(TopMemoryContext,
-													 "datastreams stream progress",
-													 ALLOCSET_SMALL_SIZES);
-		ctl.keysize = sizeof(pg_uuid_t);
-		ctl.entrysize = sizeof(StreamProgress);
-		ctl.hcxt = progress_context;
-		progress = hash_create("datastreams stream progress", 16, &ctl,
-							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
-	progress_used = true;
-
-	entry = hash_search(progress, stream_id, HASH_ENTER, &found);
-	if (!found || !entry->valid)
-	{
-		if (found)
-			pfree(entry->account_id);
-		memset(((char *) entry) + sizeof(pg_uuid_t), 0,
-			   sizeof(StreamProgress) - sizeof(pg_uuid_t));
-		entry->valid = true;
-		entry->account_id = MemoryContextStrdup(progress_context, account_id);
-	}
-	if (!entry->locked)
-	{
-		lock_stream(stream_id);
-		entry->locked = true;
-	}
-	return entry;
-}
-
-/*
- * The highest sequence the stream has, 0 when it has no frames.
- */
+/* The highest sequence the stream has, 0 when it has no frames */
 int64
-ds_progress_latest(StreamProgress *entry)
+ds_read_latest_sequence(const pg_uuid_t *stream_id)
 {
-	if (!entry->latest_known)
-	{
-		LatestFrame latest;
+	int64		latest = 0;
 
-		entry->latest = read_latest_frame(&entry->stream_id, &latest) ? latest.sequence : 0;
-		entry->latest_known = true;
-	}
-	return entry->latest;
+	(void) probe_frames(stream_id, false, 0, &latest);
+	return latest;
 }
 
-void
-ds_progress_record(StreamProgress *entry, int64 sequence, FrameStatus status,
-				   int32 latency_ms)
+bool
+ds_sequence_stored(const pg_uuid_t *stream_id, int64 sequence)
 {
-	entry->latest = sequence;
-	entry->latest_known = true;
-	entry->touched = true;
-	entry->counts[status]++;
-	entry->latency_total += latency_ms;
-}
-
-static void
-prepare_upsert(void)
-{
-	Oid			argtypes[9] = {UUIDOID, TEXTOID, UUIDOID, INT8OID, TIMESTAMPTZOID,
-	INT8OID, INT8OID, INT8OID, INT8OID};
-	SPIPlanPtr	plan;
-
-	/* Every name and operator is qualified: the caller's search_path is not ours */
-	plan = SPI_prepare("INSERT INTO datastreams.stream_state AS s "
-					   "(stream_id, account_id, latest_frame_id, latest_sequence, latest_created_at, "
-					   " frames_ok, frames_late, frames_error, latency_ms_total, updated_at) "
-					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, pg_catalog.now()) "
-					   "ON CONFLICT (stream_id) DO UPDATE SET "
-					   " latest_frame_id = excluded.latest_frame_id, "
-					   " latest_sequence = excluded.latest_sequence, "
-					   " latest_created_at = excluded.latest_created_at, "
-					   " frames_ok = s.frames_ok OPERATOR(pg_catalog.+) excluded.frames_ok, "
-					   " frames_late = s.frames_late OPERATOR(pg_catalog.+) excluded.frames_late, "
-					   " frames_error = s.frames_error OPERATOR(pg_catalog.+) excluded.frames_error, "
-					   " latency_ms_total = s.latency_ms_total OPERATOR(pg_catalog.+) excluded.latency_ms_total, "
-					   " updated_at = excluded.updated_at",
-					   9, argtypes);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "SPI_keepplan failed");
-	upsert_plan = plan;
+	return probe_frames(stream_id, true, sequence, NULL);
 }
 
 /*
- * The common case: the stream already has its row.  Update it in place
- * through the heap and its index, without the cost of an SPI statement per
- * flush.  With the stream lock held nobody else writes this row, and the
- * dirty snapshot finds its newest version, including our own.  False when
- * the stream has no row yet.
+ * Fold a stream's frames above counted_through into its counters, as the
+ * bootstrap superuser (tenants read stream_state but never write it; the
+ * rows written are fully determined by the fold).  Without wait, a stream
+ * whose row another session is folding is left alone (false).
  */
-static bool
-update_stream_state(StreamProgress *entry, const LatestFrame *latest)
+bool
+ds_fold_stream_state(const pg_uuid_t *stream_id, bool wait)
 {
-	const DsRelations *rels = ds_relations();
-	Relation	rel;
-	TupleDesc	desc;
-	SnapshotData dirty;
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	old;
-	bool		found = false;
-
-	InitDirtySnapshot(dirty);
-	rel = table_open(rels->stream_state, RowExclusiveLock);
-	desc = RelationGetDescr(rel);
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(&entry->stream_id));
-	scan = systable_beginscan(rel, rels->stream_state_pkey, true, &dirty, 1, &key);
-	old = systable_getnext(scan);
-	if (HeapTupleIsValid(old))
-	{
-		Datum	   *values = palloc(sizeof(Datum) * desc->natts);
-		bool	   *nulls = palloc(sizeof(bool) * desc->natts);
-		bool	   *replace = palloc0(sizeof(bool) * desc->natts);
-		HeapTuple	tuple;
-		int			i;
-		static const char *const counters[] = {"frames_ok", "frames_late", "frames_error"};
-
-		heap_deform_tuple(old, desc, values, nulls);
-
-#define SET_COLUMN(name, datum) \
-		do { \
-			int			att_ = ds_column_index(desc, "stream_state", (name), true); \
-			values[att_] = (datum); \
-			nulls[att_] = false; \
-			replace[att_] = true; \
-		} while (0)
-
-		SET_COLUMN("latest_frame_id", UUIDPGetDatum(&latest->id));
-		SET_COLUMN("latest_sequence", Int64GetDatum(latest->sequence));
-		SET_COLUMN("latest_created_at", TimestampTzGetDatum(latest->created_at));
-		for (i = 0; i < FRAME_STATUS_COUNT; i++)
-		{
-			int			att = ds_column_index(desc, "stream_state", counters[i], true);
-
-			SET_COLUMN(counters[i], Int64GetDatum(DatumGetInt64(values[att]) + entry->counts[i]));
-		}
-		SET_COLUMN("latency_ms_total",
-				   Int64GetDatum(DatumGetInt64(values[ds_column_index(desc, "stream_state", "latency_ms_total", true)]) +
-								 entry->latency_total));
-		SET_COLUMN("updated_at", TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()));
-#undef SET_COLUMN
-
-		tuple = heap_modify_tuple(old, desc, values, nulls, replace);
-		CatalogTupleUpdate(rel, &old->t_self, tuple);
-		found = true;
-	}
-	systable_endscan(scan);
-	table_close(rel, NoLock);
-	return found;
-}
-
-static void
-write_stream_state(StreamProgress *entry, const LatestFrame *latest)
-{
-	Datum		values[9];
-	int			rc;
-
-	values[0] = UUIDPGetDatum(&entry->stream_id);
-	values[1] = CStringGetTextDatum(entry->account_id);
-	values[2] = UUIDPGetDatum(&latest->id);
-	values[3] = Int64GetDatum(latest->sequence);
-	values[4] = TimestampTzGetDatum(latest->created_at);
-	values[5] = Int64GetDatum(entry->counts[FRAME_OK]);
-	values[6] = Int64GetDatum(entry->counts[FRAME_LATE]);
-	values[7] = Int64GetDatum(entry->counts[FRAME_ERROR]);
-	values[8] = Int64GetDatum(entry->latency_total);
-
-	rc = SPI_execute_plan(upsert_plan, values, NULL, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "could not write datastreams.stream_state: %s", SPI_result_code_string(rc));
-}
-
-/*
- * Write the pointer and counters of every stream the statement touched.
- * Runs as the bootstrap superuser: tenants may read stream_state but not
- * write it, and the rows written are fully determined by this code.
- */
-void
-ds_progress_flush(void)
-{
-	HASH_SEQ_STATUS seq;
-	StreamProgress *entry;
+	Datum		values[2];
 	Oid			save_userid;
 	int			save_sec_context;
-	bool		connected = false;
+	bool		folded;
 
-	if (!progress_used)
-		return;
-
-	hash_seq_init(&seq, progress);
-	while ((entry = hash_seq_search(&seq)) != NULL)
+	ds_become_superuser(&save_userid, &save_sec_context);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (fold_plan == NULL)
 	{
-		LatestFrame latest;
+		Oid			argtypes[2] = {UUIDOID, BOOLOID};
+		SPIPlanPtr	plan = SPI_prepare("SELECT datastreams.fold_stream_state($1, $2)", 2, argtypes);
 
-		if (!entry->valid || !entry->touched)
-			continue;
-		entry->touched = false;
-		ds_notify_flush(entry);
-		if (!read_latest_frame(&entry->stream_id, &latest))
-			continue;
-
-		if (update_stream_state(entry, &latest))
-		{
-			memset(entry->counts, 0, sizeof(entry->counts));
-			entry->latency_total = 0;
-			continue;
-		}
-
-		if (!connected)
-		{
-			GetUserIdAndSecContext(&save_userid, &save_sec_context);
-			SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-								   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-			if (SPI_connect() != SPI_OK_CONNECT)
-				elog(ERROR, "SPI_connect failed");
-			if (upsert_plan == NULL)
-				prepare_upsert();
-			connected = true;
-		}
-		write_stream_state(entry, &latest);
-		memset(entry->counts, 0, sizeof(entry->counts));
-		entry->latency_total = 0;
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare the stream state fold: %s",
+				 SPI_result_code_string(SPI_result));
+		fold_plan = plan;
 	}
-
-	if (connected)
-	{
-		SPI_finish();
-		SetUserIdAndSecContext(save_userid, save_sec_context);
-	}
-}
-
-static void
-progress_xact_callback(XactEvent event, void *arg)
-{
-	HASH_SEQ_STATUS seq;
-	StreamProgress *entry;
-
-	switch (event)
-	{
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
-			savepoints = NIL;	/* gone with TopTransactionContext */
-			if (!progress_used)
-				break;
-			progress_used = false;
-			if (hash_get_num_entries(progress) > PROGRESS_KEEP_ENTRIES)
-			{
-				MemoryContextReset(progress_context);
-				progress = NULL;
-				break;
-			}
-			/* notices lived in TopTransactionContext, gone now */
-			hash_seq_init(&seq, progress);
-			while ((entry = hash_seq_search(&seq)) != NULL)
-				entry->valid = false;
-			break;
-		default:
-			break;
-	}
+	values[0] = UUIDPGetDatum(stream_id);
+	values[1] = BoolGetDatum(wait);
+	if (SPI_execute_plan(fold_plan, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not fold the state of stream %s", ds_uuid_to_cstring(stream_id));
+	folded = SPI_processed == 1;
+	SPI_finish();
+	ds_restore_user(save_userid, save_sec_context);
+	return folded;
 }
 
 /*
- * What a statement has collected for one stream when a subtransaction
- * starts, so that rolling the subtransaction back forgets exactly what it
- * added (a function called per row may run an exception block in the middle
- * of a statement).
+ * A writer's own frames, when the counters already count every frame
+ * before them (as when every writer adds its own): one UPDATE.  False when
+ * they do not, or the stream has no row yet.
  */
-typedef struct SavedProgress
+static bool
+add_own_frames(LedgerStream *entry)
 {
-	pg_uuid_t	stream_id;
-	int64		counts[FRAME_STATUS_COUNT];
-	int64		latency_total;
-	int64		announced;
-	int64		first_sequence;
-	int			notices;
-} SavedProgress;
+	StreamTally *t = &entry->t;
+	Datum		values[10];
 
-typedef struct ProgressSavepoint
-{
-	SubTransactionId subid;
-	int			nsaved;
-	SavedProgress *saved;
-} ProgressSavepoint;
-
-static void
-save_progress(SubTransactionId subid)
-{
-	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
-	ProgressSavepoint *sp = palloc0(sizeof(ProgressSavepoint));
-	HASH_SEQ_STATUS seq;
-	StreamProgress *entry;
-
-	sp->subid = subid;
-	if (progress_used)
+	if (add_plan == NULL)
 	{
-		sp->saved = palloc(sizeof(SavedProgress) * hash_get_num_entries(progress));
-		hash_seq_init(&seq, progress);
-		while ((entry = hash_seq_search(&seq)) != NULL)
-		{
-			SavedProgress *saved;
+		Oid			argtypes[10] = {UUIDOID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID,
+		UUIDOID, INT8OID, TIMESTAMPTZOID, INT8OID};
+		SPIPlanPtr	plan = SPI_prepare("UPDATE datastreams.stream_state AS st SET "
+									   " frames_ok = st.frames_ok OPERATOR(pg_catalog.+) $2, "
+									   " frames_late = st.frames_late OPERATOR(pg_catalog.+) $3, "
+									   " frames_error = st.frames_error OPERATOR(pg_catalog.+) $4, "
+									   " latency_ms_total = st.latency_ms_total OPERATOR(pg_catalog.+) $5, "
+									   " counted_through = $6, latest_frame_id = $7, latest_sequence = $8, "
+									   " latest_created_at = $9, updated_at = pg_catalog.now() "
+									   " WHERE st.stream_id OPERATOR(pg_catalog.=) $1 "
+									   "   AND st.counted_through OPERATOR(pg_catalog.=) $10",
+									   10, argtypes);
 
-			if (!entry->valid || (entry->announced == 0 && entry->counts[FRAME_OK] == 0 &&
-								  entry->counts[FRAME_LATE] == 0 && entry->counts[FRAME_ERROR] == 0))
-				continue;
-			saved = &sp->saved[sp->nsaved++];
-			saved->stream_id = entry->stream_id;
-			memcpy(saved->counts, entry->counts, sizeof(saved->counts));
-			saved->latency_total = entry->latency_total;
-			saved->announced = entry->announced;
-			saved->first_sequence = entry->first_sequence;
-			saved->notices = list_length(entry->notices);
-		}
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare the stream state update: %s",
+				 SPI_result_code_string(SPI_result));
+		add_plan = plan;
 	}
-	savepoints = lcons(sp, savepoints);
-	MemoryContextSwitchTo(old);
+	values[0] = UUIDPGetDatum(&entry->stream_id);
+	values[1] = Int64GetDatum(t->frames[FRAME_OK]);
+	values[2] = Int64GetDatum(t->frames[FRAME_LATE]);
+	values[3] = Int64GetDatum(t->frames[FRAME_ERROR]);
+	values[4] = Int64GetDatum(t->latency_sum_ms);
+	values[5] = Int64GetDatum(t->latest);
+	values[6] = UUIDPGetDatum(&t->last_id);
+	values[7] = Int64GetDatum(t->latest);
+	values[8] = TimestampTzGetDatum(t->last_created_at);
+	values[9] = Int64GetDatum(t->latest_before);
+	if (SPI_execute_plan(add_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update the state of stream %s", ds_uuid_to_cstring(&entry->stream_id));
+	return SPI_processed == 1;
 }
 
 /*
- * A rolled-back subtransaction releases the stream locks it took and undoes
- * its frames: forget the latest sequences (they are read again) and put the
- * collected counters and notices back to what they were when it started.
+ * The SQL before 1.2 has no counted_through and reads the latest frame
+ * through the pointer: write both with every commit, as 1.1 did.
  */
 static void
-restore_progress(ProgressSavepoint *sp)
+write_legacy_state(LedgerStream *entry)
 {
-	HASH_SEQ_STATUS seq;
-	StreamProgress *entry;
+	StreamTally *t = &entry->t;
+	Datum		values[9];
+
+	if (legacy_plan == NULL)
+	{
+		Oid			argtypes[9] = {UUIDOID, TEXTOID, UUIDOID, INT8OID, TIMESTAMPTZOID,
+		INT8OID, INT8OID, INT8OID, INT8OID};
+		SPIPlanPtr	plan = SPI_prepare("INSERT INTO datastreams.stream_state AS s "
+									   "(stream_id, account_id, latest_frame_id, latest_sequence, latest_created_at, "
+									   " frames_ok, frames_late, frames_error, latency_ms_total, updated_at) "
+									   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, pg_catalog.now()) "
+									   "ON CONFLICT (stream_id) DO UPDATE SET "
+									   " latest_frame_id = excluded.latest_frame_id, "
+									   " latest_sequence = excluded.latest_sequence, "
+									   " latest_created_at = excluded.latest_created_at, "
+									   " frames_ok = s.frames_ok OPERATOR(pg_catalog.+) excluded.frames_ok, "
+									   " frames_late = s.frames_late OPERATOR(pg_catalog.+) excluded.frames_late, "
+									   " frames_error = s.frames_error OPERATOR(pg_catalog.+) excluded.frames_error, "
+									   " latency_ms_total = s.latency_ms_total OPERATOR(pg_catalog.+) excluded.latency_ms_total, "
+									   " updated_at = excluded.updated_at",
+									   9, argtypes);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare the stream state upsert: %s",
+				 SPI_result_code_string(SPI_result));
+		legacy_plan = plan;
+	}
+	values[0] = UUIDPGetDatum(&entry->stream_id);
+	values[1] = CStringGetTextDatum(entry->account_id);
+	values[2] = UUIDPGetDatum(&t->last_id);
+	values[3] = Int64GetDatum(t->latest);
+	values[4] = TimestampTzGetDatum(t->last_created_at);
+	values[5] = Int64GetDatum(t->frames[FRAME_OK]);
+	values[6] = Int64GetDatum(t->frames[FRAME_LATE]);
+	values[7] = Int64GetDatum(t->frames[FRAME_ERROR]);
+	values[8] = Int64GetDatum(t->latency_sum_ms);
+	if (SPI_execute_plan(legacy_plan, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not write the state of stream %s", ds_uuid_to_cstring(&entry->stream_id));
+}
+
+/*
+ * At commit, when no publisher will fold them.  The writer holds the stream
+ * locks, so no other writer adds frames meanwhile.
+ */
+void
+ds_fold_stream_states(LedgerStream **streams, int count)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	bool	   *added = palloc0(sizeof(bool) * count);
 	int			i;
 
-	if (!progress_used)
-		return;
-
-	hash_seq_init(&seq, progress);
-	while ((entry = hash_seq_search(&seq)) != NULL)
+	/* at pre-commit no statement runs, so there is no snapshot to use */
+	PushActiveSnapshot(GetTransactionSnapshot());
+	ds_become_superuser(&save_userid, &save_sec_context);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	for (i = 0; i < count; i++)
 	{
-		SavedProgress *saved = NULL;
-
-		entry->locked = false;
-		entry->latest_known = false;
-		for (i = 0; i < sp->nsaved; i++)
-			if (memcmp(&sp->saved[i].stream_id, &entry->stream_id, sizeof(pg_uuid_t)) == 0)
-				saved = &sp->saved[i];
-		if (saved == NULL)
+		if (ds_relations()->before_1_2)
 		{
-			memset(entry->counts, 0, sizeof(entry->counts));
-			entry->latency_total = 0;
-			entry->announced = 0;
-			entry->notices = NIL;
-			continue;
+			write_legacy_state(streams[i]);
+			added[i] = true;
 		}
-		memcpy(entry->counts, saved->counts, sizeof(entry->counts));
-		entry->latency_total = saved->latency_total;
-		entry->announced = saved->announced;
-		entry->first_sequence = saved->first_sequence;
-		if (saved->announced > ds_notify_frames_per_statement)
-			entry->notices = NIL;
 		else
-			entry->notices = list_truncate(entry->notices, saved->notices);
+			added[i] = add_own_frames(streams[i]);
 	}
-}
-
-static void
-progress_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-						  SubTransactionId parentSubid, void *arg)
-{
-	ProgressSavepoint *sp;
-
-	switch (event)
-	{
-		case SUBXACT_EVENT_START_SUB:
-			save_progress(mySubid);
-			break;
-		case SUBXACT_EVENT_COMMIT_SUB:
-		case SUBXACT_EVENT_ABORT_SUB:
-			if (savepoints == NIL)
-				break;
-			sp = (ProgressSavepoint *) linitial(savepoints);
-			if (sp->subid != mySubid)
-				break;
-			if (event == SUBXACT_EVENT_ABORT_SUB)
-				restore_progress(sp);
-			savepoints = list_delete_first(savepoints);
-			break;
-		default:
-			break;
-	}
+	SPI_finish();
+	ds_restore_user(save_userid, save_sec_context);
+	for (i = 0; i < count; i++)
+		if (!added[i])
+			(void) ds_fold_stream_state(&streams[i]->stream_id, true);
+	PopActiveSnapshot();
+	pfree(added);
 }
 
 void
 ds_stream_state_init(void)
 {
-	RegisterXactCallback(progress_xact_callback, NULL);
-	RegisterSubXactCallback(progress_subxact_callback, NULL);
+	DefineCustomIntVariable("datastreams.max_stream_locks",
+							"Sets how many streams a transaction locks one by one before it locks the frames table instead.",
+							"Past this many streams a transaction blocks every other writer until it ends, rather than fill the lock table.",
+							&max_stream_locks,
+							MAX_STREAM_LOCKS_DEFAULT,
+							1, INT_MAX,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
 }

@@ -13,7 +13,9 @@
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/pg_collation.h"
+#include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -24,6 +26,8 @@
 #include "utils/timestamp.h"
 
 #include "datastreams.h"
+#include "ledger.h"
+#include "stream_state.h"
 
 typedef struct StreamColumns
 {
@@ -128,6 +132,44 @@ forbid_change(TupleDesc desc, int att, Datum *newvals, bool *newnulls,
 				 errmsg("column \"%s\" of a stream cannot be changed", NameStr(attr->attname))));
 }
 
+/*
+ * A stream takes its frames with it.  No foreign key says so (it would cost
+ * every frame a row lock on its stream): the deletion takes the writers'
+ * stream lock, so writers in progress finish first and later ones find the
+ * stream gone (frame_rules.c), then deletes the frames as the extension.
+ */
+static void
+delete_frames(Relation streams, HeapTuple stream)
+{
+	static SPIPlanPtr plan = NULL;
+	bool		isnull;
+	Datum		id = heap_getattr(stream, ds_column_index(RelationGetDescr(streams), "streams", "id", true) + 1,
+								  RelationGetDescr(streams), &isnull);
+	Oid			save_userid;
+	int			save_sec_context;
+
+	if (isnull)
+		return;
+	ds_lock_stream(DatumGetUUIDP(id), 1);
+	ds_become_superuser(&save_userid, &save_sec_context);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (plan == NULL)
+	{
+		Oid			argtypes[1] = {UUIDOID};
+		SPIPlanPtr	p = SPI_prepare("DELETE FROM datastreams.frames WHERE stream_id OPERATOR(pg_catalog.=) $1",
+									1, argtypes);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "could not prepare the deletion of a stream's frames");
+		plan = p;
+	}
+	if (SPI_execute_plan(plan, &id, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete the frames of a stream");
+	SPI_finish();
+	ds_restore_user(save_userid, save_sec_context);
+}
+
 PG_FUNCTION_INFO_V1(datastreams_streams_trigger);
 Datum
 datastreams_streams_trigger(PG_FUNCTION_ARGS)
@@ -156,7 +198,10 @@ datastreams_streams_trigger(PG_FUNCTION_ARGS)
 	CacheInvalidateRelcache(trigdata->tg_relation);
 
 	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+	{
+		delete_frames(trigdata->tg_relation, trigdata->tg_trigtuple);
 		return PointerGetDatum(trigdata->tg_trigtuple);
+	}
 
 	inserting = TRIGGER_FIRED_BY_INSERT(trigdata->tg_event);
 	tuple = inserting ? trigdata->tg_trigtuple : trigdata->tg_newtuple;
@@ -248,10 +293,7 @@ datastreams_streams_trigger(PG_FUNCTION_ARGS)
 	{
 		char	   *acct = TextDatumGetCString(values[c.account_id]);
 
-		if (inserting)
-			ds_metrics_stream_created(DatumGetUUIDP(values[c.id]), acct);
-		else
-			ds_metrics_stream_updated(DatumGetUUIDP(values[c.id]), acct);
+		ds_ledger_stream_changed(DatumGetUUIDP(values[c.id]), acct, inserting);
 	}
 
 	return PointerGetDatum(tuple);

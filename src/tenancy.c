@@ -21,6 +21,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_namespace.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
@@ -28,6 +29,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -54,6 +56,7 @@ typedef struct RoleTenancy
 } RoleTenancy;
 
 static RoleTenancy tenancy;
+static char *account_id_setting = NULL;
 
 static void
 tenancy_reset(void)
@@ -180,9 +183,31 @@ current_tenancy(void)
 static const char *
 setting_account(void)
 {
-	if (ds_account_id_setting == NULL || ds_account_id_setting[0] == '\0')
+	if (account_id_setting == NULL || account_id_setting[0] == '\0')
 		return NULL;
-	return ds_account_id_setting;
+	return account_id_setting;
+}
+
+/*
+ * The one place datastreams switches identity.  Its triggers and workers
+ * write rows that tenants may read but never write (the stream state,
+ * pruned frames, the frames of a deleted stream); those rows are fully
+ * determined by the extension's code, so it writes them as the bootstrap
+ * superuser, which row-level security does not filter, and switches back
+ * at once.
+ */
+void
+ds_become_superuser(Oid *save_userid, int *save_sec_context)
+{
+	GetUserIdAndSecContext(save_userid, save_sec_context);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   *save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+void
+ds_restore_user(Oid save_userid, int save_sec_context)
+{
+	SetUserIdAndSecContext(save_userid, save_sec_context);
 }
 
 /*
@@ -344,6 +369,16 @@ tenancy_xact_callback(XactEvent event, void *arg)
 void
 ds_tenancy_init(void)
 {
+	DefineCustomStringVariable("datastreams.account_id",
+							   "Sets the account the session acts for.",
+							   "Honoured for trusted application roles and administrators; "
+							   "a role bound to an account always acts for that account.",
+							   &account_id_setting,
+							   "",
+							   PGC_USERSET,
+							   0,
+							   NULL, NULL, NULL);
+
 	RegisterXactCallback(tenancy_xact_callback, NULL);
 	CacheRegisterRelcacheCallback(tenancy_relcache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, tenancy_syscache_callback, (Datum) 0);

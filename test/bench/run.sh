@@ -245,7 +245,6 @@ load_schema() {
 	su_psql -f "$BENCH_SRC/plpgsql_baseline.sql" >/dev/null
 	su_psql -f "$BENCH_SRC/setup.sql" >/dev/null
 	HAVE_INGEST=$(su_psql -At -c "SELECT to_regprocedure('datastreams.ingest(uuid, jsonb)') IS NOT NULL")
-	HAVE_WORKER=$(su_psql -At -c "SELECT count(*) > 0 FROM pg_settings WHERE name = 'datastreams.notify_via_worker'")
 }
 
 build_listener() {
@@ -438,10 +437,11 @@ section_batch() {
 # 4. notifications with a listener attached
 # --------------------------------------------------------------------------
 
-# notify_run MODE: sets TPS, RECV, P50, P99 (8 writers, one listener)
+# notify_run MODE CLIENTS: sets TPS, RECV, P50, P99 (CLIENTS writers, a
+# stream each, one listener on every channel)
 notify_run() {
-	local mode=$1 channels=() n lpid line rc saved=$PGOPTIONS
-	for n in 1 2 3 4 5 6 7 8; do channels+=("datastreams_$(stream_uuid "$n")"); done
+	local mode=$1 clients=$2 channels=() n lpid line rc saved=$PGOPTIONS
+	for n in $(seq 1 "$clients"); do channels+=("datastreams_$(stream_uuid "$n")"); done
 	reset_tables
 	rm -f "$WORK/listener.out"
 	"$WORK/notify_delay" "host=$WORK port=$PORT user=$TENANT dbname=$DB" $((DUR + 60)) \
@@ -455,7 +455,7 @@ notify_run() {
 	done
 	# with notifications off every transaction gets a WARNING: not to the client
 	[ "$mode" = off ] && PGOPTIONS="$PGOPTIONS -c client_min_messages=error"
-	pgbench_run ds_insert_own.sql 8
+	pgbench_run ds_insert_own.sql "$clients"
 	PGOPTIONS=$saved
 	sleep 1 # let the last notifications arrive
 	kill -TERM "$lpid" 2>/dev/null || true
@@ -464,7 +464,7 @@ notify_run() {
 	rc=$?
 	set -e
 	line=$(grep '^received=' "$WORK/listener.out" || true)
-	log "--- listener ($mode, rc $rc): $line"
+	log "--- listener ($mode, $clients writers, rc $rc): $line"
 	RECV=NA
 	P50=NA
 	P99=NA
@@ -480,48 +480,52 @@ notify_run() {
 	fi
 }
 
-# set_notifications on|off|worker
+# set_notifications publisher|commit|off
 set_notifications() {
-	local sql=(-c "ALTER SYSTEM RESET datastreams.notify_queue_limit" -c "ALTER SYSTEM RESET log_min_messages")
-	if [ "$HAVE_WORKER" = t ]; then
-		sql+=(-c "ALTER SYSTEM RESET datastreams.notify_via_worker")
-	fi
+	local sql=(-c "ALTER SYSTEM RESET datastreams.notify_queue_limit" -c "ALTER SYSTEM RESET log_min_messages"
+		-c "ALTER SYSTEM RESET datastreams.notify_via_worker")
 	case $1 in
 		off)
-			# the extension then skips notifications with a WARNING per transaction;
-			# keep those warnings out of the server log so only the bus is measured
+			# the publisher then announces nothing (writers still hand their
+			# frames over, and it still folds the counters); keep its
+			# WARNINGs out of the server log so only the bus is measured
 			sql+=(-c "ALTER SYSTEM SET datastreams.notify_queue_limit = 0"
 				-c "ALTER SYSTEM SET log_min_messages = error") ;;
-		worker)
-			sql+=(-c "ALTER SYSTEM SET datastreams.notify_via_worker = on") ;;
+		commit)
+			sql+=(-c "ALTER SYSTEM SET datastreams.notify_via_worker = off") ;;
 	esac
 	su_psql "${sql[@]}" -c "SELECT pg_reload_conf()" >/dev/null
 	sleep 1
 }
 
+NOTIFY_MODES="publisher off commit"
+NOTIFY_CLIENTS="4 8"
+
 section_notify() {
-	local r mode k
+	local r mode k c
 	declare -A acc
-	NOTIFY_MODES="on off"
-	[ "$HAVE_WORKER" = t ] && NOTIFY_MODES+=" worker"
-	say "4. 8 writers with a LISTEN client, notifications $NOTIFY_MODES, $RUNS runs"
+	say "4. 4 and 8 writers with a LISTEN client, notifications $NOTIFY_MODES, $RUNS runs"
 	for ((r = 1; r <= RUNS; r++)); do
-		for mode in $NOTIFY_MODES; do
-			set_notifications "$mode"
-			notify_run "$mode"
-			acc[tps.$mode]+="$TPS "
-			acc[p50.$mode]+="$P50 "
-			acc[p99.$mode]+="$P99 "
-			acc[recv.$mode]+="$RECV "
-			# frames written, to compare with notifications received
-			acc[frames.$mode]+="$(su_psql -At -c "SELECT count(*) FROM datastreams.frames") "
+		for c in $NOTIFY_CLIENTS; do
+			for mode in $NOTIFY_MODES; do
+				set_notifications "$mode"
+				notify_run "$mode" "$c"
+				acc[tps.$mode.$c]+="$TPS "
+				acc[p50.$mode.$c]+="$P50 "
+				acc[p99.$mode.$c]+="$P99 "
+				acc[recv.$mode.$c]+="$RECV "
+				# frames written, to compare with notifications received
+				acc[frames.$mode.$c]+="$(su_psql -At -c "SELECT count(*) FROM datastreams.frames") "
+			done
 		done
 	done
-	set_notifications on
-	for mode in $NOTIFY_MODES; do
-		for k in tps p50 p99 recv frames; do
-			# shellcheck disable=SC2086
-			summarize "notify.$k.$mode" ${acc[$k.$mode]}
+	set_notifications publisher
+	for c in $NOTIFY_CLIENTS; do
+		for mode in $NOTIFY_MODES; do
+			for k in tps p50 p99 recv frames; do
+				# shellcheck disable=SC2086
+				summarize "notify.$k.$mode.$c" ${acc[$k.$mode.$c]}
+			done
 		done
 	done
 }
@@ -790,20 +794,21 @@ build_table() {
 	fi
 
 	if want 4; then
-		label="8 single-row writers (a stream each) + 1 LISTEN client"
-		row 4 "$label" "notifications off (notify_queue_limit = 0)" 8 notify.tps.off "tx/s" "1.00" "off" ""
-		row 4 "$label" "**notifications on** (default: NOTIFY at commit)" 8 notify.tps.on "tx/s" \
-			"$(r notify.tps.on notify.tps.off)" "off" ""
-		if [[ " $NOTIFY_MODES " = *" worker "* ]]; then
-			row 4 "$label" "**notifications via the notify worker** (notify_via_worker = on)" 8 notify.tps.worker "tx/s" \
-				"$(r notify.tps.worker notify.tps.off)" "off" ""
-		fi
-		for mode in $NOTIFY_MODES; do
-			[ "$mode" = off ] && continue
-			if [ "$mode" = on ]; then label="notification delay, INSERT → receipt, NOTIFY at commit"; else label="notification delay, INSERT → receipt, notify worker"; fi
-			row 4 "$label" "p50 ($(fmt "$(m "notify.recv.$mode")") notifications for $(fmt "$(m "notify.frames.$mode")") frames)" 8 \
-				"notify.p50.$mode" "ms" "" "" ""
-			row 4 "$label" "p99" 8 "notify.p99.$mode" "ms" "" "" ""
+		for c in $NOTIFY_CLIENTS; do
+			label="$c single-row writers (a stream each) + 1 LISTEN client on every channel"
+			row 4 "$label" "notifications off (notify_queue_limit = 0)" "$c" "notify.tps.off.$c" "tx/s" "1.00" "off" ""
+			row 4 "$label" "**the publisher** (default, preloaded)" "$c" "notify.tps.publisher.$c" "tx/s" \
+				"$(r "notify.tps.publisher.$c" "notify.tps.off.$c")" "off" ""
+			row 4 "$label" "NOTIFY at commit (notify_via_worker = off)" "$c" "notify.tps.commit.$c" "tx/s" \
+				"$(r "notify.tps.commit.$c" "notify.tps.off.$c")" "off" ""
+			row 4 "$label" "plain table INSERT (twin, no notifications)" "$c" "single.plain.$c:own" "tx/s" \
+				"$(r "single.plain.$c:own" "notify.tps.off.$c")" "off" ""
+			for mode in publisher commit; do
+				if [ "$mode" = publisher ]; then label="delay INSERT → receipt, the publisher, $c writers"; else label="delay INSERT → receipt, NOTIFY at commit, $c writers"; fi
+				row 4 "$label" "p50 ($(fmt "$(m "notify.recv.$mode.$c")") notifications for $(fmt "$(m "notify.frames.$mode.$c")") frames)" "$c" \
+					"notify.p50.$mode.$c" "ms" "" "" ""
+				row 4 "$label" "p99" "$c" "notify.p99.$mode.$c" "ms" "" "" ""
+			done
 		done
 	fi
 
@@ -851,7 +856,7 @@ write_results() {
 		echo "  Single-row and 1000-row INSERTs run as a tenant role (row-level security on); COPY runs as the superuser (PostgreSQL refuses COPY FROM under RLS); one payload per frame \`{\"t\": <µs>, \"v\": <int>}\`, latency 0..200 ms against an SLA of 150 ms."
 		echo "- Ceiling = \`bench.frames_plain\`, the frames table copied with LIKE … INCLUDING ALL (same columns, defaults, checks, primary key, unique (stream_id, sequence)) without trigger, foreign key or RLS, sequences from a bigint sequence. PL/pgSQL = \`test/bench/plpgsql_baseline.sql\`: the same rules in one PL/pgSQL BEFORE ROW trigger (per-row latest-frame upsert and pg_notify) on another copy, with the foreign key and RLS."
 		echo "- **ratio** = this row ÷ the row named in **against** (throughput: higher is better; 3. latency: 10^6-frame stream ÷ 10^3-frame stream; 5. memory: ÷ plain table). **× PL/pgSQL** = throughput ÷ the PL/pgSQL baseline in the same workload."
-		echo "- Section 4: notifications off = \`ALTER SYSTEM SET datastreams.notify_queue_limit = 0\` (+ \`log_min_messages = error\` to keep the per-transaction WARNING out of the log), reloaded; the notify worker mode (when the extension has it) = \`ALTER SYSTEM SET datastreams.notify_via_worker = on\`. The delay is measured by a libpq listener (\`test/bench/notify_delay.c\`) from the INSERT of the oldest frame a notification announces — the \`clock_timestamp()\` the writer put in the payload, or for payload-less wake-ups the trigger-generated sequence (Unix ns at INSERT) — to receipt, so it includes the commit (WAL flush and any wait for the notify lock); medians over runs of each run's p50/p99."
+		echo "- Section 4: notifications off = \`ALTER SYSTEM SET datastreams.notify_queue_limit = 0\` (the publisher announces nothing; + \`log_min_messages = error\` to keep its WARNINGs out of the log), reloaded; NOTIFY at commit = \`ALTER SYSTEM SET datastreams.notify_via_worker = off\`. The delay is measured by a libpq listener (\`test/bench/notify_delay.c\`) from the INSERT of the oldest frame a notification announces — the \`clock_timestamp()\` the writer put in the payload, or for payload-less wake-ups the trigger-generated sequence (Unix ns at INSERT) — to receipt, so it includes the commit (WAL flush and any wait for the notify lock); medians over runs of each run's p50/p99."
 		echo "- Section 5: VmHWM of the backend (includes the shared buffers it touched) read from /proc after the statement; RssAnon (private memory) sampled every 20 ms during it. \"Plain table + the foreign key\" is the ceiling with the frames table's foreign key to streams (\`bench.frames_plain_fk\`): what PostgreSQL itself spends per row on the RI check and its after-trigger queue."
 		echo
 		echo "| # | workload | variant | clients | median | runs: min–max | unit | ratio | against | × PL/pgSQL |"

@@ -38,7 +38,8 @@ CREATE SEQUENCE bench.frames_plain_sequence AS bigint;
 ALTER TABLE bench.frames_plain
 	ALTER COLUMN id SET DEFAULT datastreams.uuid_v7(),
 	ALTER COLUMN sequence SET DEFAULT nextval('bench.frames_plain_sequence'),
-	ALTER COLUMN account_id SET DEFAULT 'bench';
+	ALTER COLUMN account_id SET DEFAULT 'bench',
+	ALTER COLUMN created_at SET DEFAULT now();	-- the frames trigger sets it
 GRANT SELECT, INSERT ON bench.frames_plain TO PUBLIC;
 GRANT USAGE ON SEQUENCE bench.frames_plain_sequence TO PUBLIC;
 

@@ -135,8 +135,10 @@ $node->safe_psql('postgres', 'CREATE DATABASE plain');
 $rc = IPC::Run::run([ 'pg_restore', '-d', $node->connstr('plain'), $dump ], '>', \$stdout, '2>', \$stderr);
 note "plain pg_restore:\n$stderr";
 ok(!$rc, 'plain pg_restore reports errors');
-like($stderr, qr/COPY failed for table "frames": ERROR:  stream \S+ is paused/,
-	'plain pg_restore: the frames trigger refuses the frames of the paused stream');
+# (no foreign key orders frames after streams: a frame is refused because
+# its stream is paused, or not restored yet)
+like($stderr, qr/COPY failed for table "frames": ERROR:  stream \S+ (is paused|not found)/,
+	'plain pg_restore: the frames trigger refuses the frames');
 my $plain = table_digests('plain');
 is($node->safe_psql('plain', 'SELECT count(*) FROM datastreams.frames'), '0',
 	'plain pg_restore: so no frame at all is restored');
@@ -230,13 +232,11 @@ like($err, qr/stream \S+ not found/, "tenant a cannot write b's stream");
 is( restored_as('regress_dr_a', qq{
 SELECT datastreams.create_frame('$sla', NULL, '{"after": "restore"}', 7) IS NOT NULL;
 SELECT payload::text || ' ' || status FROM datastreams.latest_frame('$sla');
-SELECT s.latest_sequence = f.sequence AND s.latest_frame_id = f.id
-  FROM datastreams.stream_state AS s JOIN datastreams.frames AS f ON f.stream_id = s.stream_id
- WHERE s.stream_id = '$sla' AND f.payload ? 'after';
-SELECT frames_late FROM datastreams.stream_state WHERE stream_id = '$sla';}),
-	"t\n{\"after\": \"restore\"} late\nt\n"
-	  . (1 + $node->safe_psql('source', "SELECT frames_late FROM datastreams.stream_state WHERE stream_id = '$sla'")),
-	'a new frame: classified with the current SLA, pointer and counters move on');
+SELECT last_sequence = (SELECT max(sequence) FROM datastreams.frames WHERE stream_id = '$sla'), frames_late
+  FROM datastreams.stream_health WHERE stream_id = '$sla';}),
+	"t\n{\"after\": \"restore\"} late\nt|"
+	  . (1 + $node->safe_psql('source', "SELECT frames_late FROM datastreams.stream_health WHERE stream_id = '$sla'")),
+	'a new frame: classified with the current SLA, the latest frame and counters move on');
 
 $node->stop;
 done_testing();

@@ -15,6 +15,7 @@ use warnings;
 
 use FindBin;
 use JSON::PP;
+use Time::HiRes qw(sleep);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -30,7 +31,18 @@ $node->safe_psql(
 	'postgres', qq{
 CREATE ROLE $owner LOGIN;
 SELECT datastreams.create_account('acct', '$owner');
+ALTER SYSTEM SET datastreams.notify_payload = full;
+SELECT pg_reload_conf();
 });
+
+# The bus settings are the server's: the publisher reads them, not the
+# writer's session.  Change one and give the publisher time to reload.
+sub set_bus
+{
+	my ($setting) = @_;
+	$node->safe_psql('postgres', "ALTER SYSTEM SET $setting; SELECT pg_reload_conf();");
+	sleep 0.5;
+}
 
 # Runs SQL as the account's bound role (subject to row-level security).
 sub owner_sql
@@ -114,7 +126,7 @@ sub row_json
 
 sub keys_of { return join(',', sort keys %{ $_[0] }) }
 
-my $full_keys = 'created_at,id,latency_ms,payload,sequence,status,stream_id';
+my $full_keys = 'created_at,id,latency_ms,payload,sequence,sequence_text,status,stream_id';
 
 # --- a committed frame: one notification carrying the whole frame ---------
 owner_sql(
@@ -132,6 +144,7 @@ is_deeply(
 		id => $row->{id},
 		stream_id => $S,
 		sequence => 1,
+		sequence_text => '1',
 		status => 'late',
 		latency_ms => 20,
 		created_at => $row->{created_at},
@@ -212,7 +225,7 @@ owner_sql(
 @notes = notes_until($S, 2000);
 is(scalar(@notes), 1, '1000-row INSERT ... SELECT: one notification');
 is($notes[0][1],
-	qq({"stream_id": "$S", "sequence": 2000, "first_sequence": 1001, "count": 1000, "batch": true}),
+	qq({"stream_id": "$S", "sequence": 2000, "sequence_text": "2000", "first_sequence": 1001, "first_sequence_text": "1001", "count": 1000, "batch": true}),
 	'the batch notification names the first and last sequence and the count');
 
 # the threshold: 100 frames one by one, 101 as a batch; per stream
@@ -234,7 +247,7 @@ owner_sql(
 @notes = notes_until($P, 3);
 is_deeply(
 	[ map { $_->[1] } grep { $_->[0] eq $S } @notes ],
-	[qq({"stream_id": "$S", "sequence": 2201, "first_sequence": 2101, "count": 101, "batch": true})],
+	[qq({"stream_id": "$S", "sequence": 2201, "sequence_text": "2201", "first_sequence": 2101, "first_sequence_text": "2101", "count": 101, "batch": true})],
 	'101 frames of one stream in one statement: one batch notification');
 is_deeply(
 	[ map { $_->[2]{sequence} } grep { $_->[0] eq $P } @notes ],
@@ -248,17 +261,17 @@ owner_sql(
 @notes = notes_until($S, 3500);
 is_deeply(
 	[ map { $_->[1] } @notes ],
-	[qq({"stream_id": "$S", "sequence": 3500, "first_sequence": 3001, "count": 500, "batch": true})],
+	[qq({"stream_id": "$S", "sequence": 3500, "sequence_text": "3500", "first_sequence": 3001, "first_sequence_text": "3001", "count": 500, "batch": true})],
 	'ingest() of 500 frames: one batch notification');
 
-owner_sql(
-	qq{SET datastreams.notify_frames_per_statement = 0;
-	   SELECT datastreams.create_frame('$S', 3501)});
+set_bus('datastreams.notify_frames_per_statement = 0');
+owner_sql(qq{SELECT datastreams.create_frame('$S', 3501)});
 @notes = notes_until($S, 3501);
 is_deeply(
 	[ map { $_->[1] } @notes ],
-	[qq({"stream_id": "$S", "sequence": 3501, "first_sequence": 3501, "count": 1, "batch": true})],
+	[qq({"stream_id": "$S", "sequence": 3501, "sequence_text": "3501", "first_sequence": 3501, "first_sequence_text": "3501", "count": 1, "batch": true})],
 	'notify_frames_per_statement = 0: even a single frame is announced as a batch');
+set_bus('datastreams.notify_frames_per_statement = 100');
 
 # --- payloads around NOTIFY's limit (8000 bytes, so at most 7999) ----------
 # id and created_at are given so that the notification text is known in
@@ -270,7 +283,7 @@ $created_json =~ s/^"|"$//g;
 sub frame_head
 {
 	my ($id, $sequence) = @_;
-	return qq({"id": "$id", "stream_id": "$P", "sequence": $sequence, "status": "ok", "latency_ms": 0, "created_at": "$created_json");
+	return qq({"id": "$id", "stream_id": "$P", "sequence": $sequence, "sequence_text": "$sequence", "status": "ok", "latency_ms": 0, "created_at": "$created_json");
 }
 
 my %inserted_payload;
@@ -306,9 +319,9 @@ $ret = $node->psql('postgres', 'SET datastreams.notify_payload = ids',
 	extra_params => [ '-U', $owner ], stderr => \$stderr);
 like($stderr, qr/permission denied to set parameter "datastreams.notify_payload"/,
 	'notify_payload cannot be changed by an ordinary role');
+set_bus('datastreams.notify_payload = ids');
 $node->safe_psql(
 	'postgres', qq{
-SET datastreams.notify_payload = ids;
 SET datastreams.account_id = 'acct';
 SELECT datastreams.create_frame('$P', 13, '{"secret": "only behind rls"}');
 INSERT INTO datastreams.frames (stream_id, sequence, payload)
@@ -319,17 +332,18 @@ is(scalar(@notes), 2, 'notify_payload = ids: one notification per frame');
 is_deeply(
 	[ map { $_->[2] } @notes ],
 	[
-		{ id => row_json($P, 13)->{id}, stream_id => $P, sequence => 13, status => 'ok' },
-		{ id => row_json($P, 14)->{id}, stream_id => $P, sequence => 14, status => 'ok' }
+		{ id => row_json($P, 13)->{id}, stream_id => $P, sequence => 13, sequence_text => '13', status => 'ok' },
+		{ id => row_json($P, 14)->{id}, stream_id => $P, sequence => 14, sequence_text => '14', status => 'ok' }
 	],
-	'... carrying exactly id, stream_id, sequence and status');
+	'... carrying exactly id, stream_id, sequence (also as text) and status');
 $inserted_payload{13} = { secret => 'only behind rls' };
 $inserted_payload{14} = { x => 'b' x 9000 };
 
-# --- a full queue: notify_queue_limit = 0 -----------------------------------
+# --- a full queue: notify_queue_limit = 0 (the writers' own guard, at commit)
 ($stdout, $stderr) = ('', '');
 $ret = $node->psql(
 	'postgres', qq{
+SET datastreams.notify_via_worker = off;
 SET datastreams.notify_queue_limit = 0;
 SET datastreams.account_id = 'acct';
 BEGIN;

@@ -1,9 +1,9 @@
-# The prune worker (datastreams preloaded, datastreams.prune_interval = 1s):
-# quiet without the extension and with the 1.0 SQL, prunes on schedule and
-# logs only when it removed frames, obeys SIGHUP (interval 0 pauses it,
-# default_retention is reread), runs as datastreams.prune_role in
-# datastreams.database, ends on SIGTERM; prune() runs safely alongside
-# writers and other pruners.
+# The prune workers (datastreams preloaded, datastreams.prune_interval = 1s):
+# none in a database without the extension, quiet with the 1.0 SQL, prunes
+# on schedule and logs only when it removed frames, obeys SIGHUP (interval 0
+# pauses it, default_retention is reread), runs as datastreams.prune_role
+# in the databases datastreams.database lists, ends on SIGTERM; prune() runs
+# safely alongside writers and other pruners.
 use strict;
 use warnings;
 
@@ -48,21 +48,22 @@ sub reload_with
 # ---------------------------------------------------------------------------
 # Quiet while there is nothing to do
 # ---------------------------------------------------------------------------
+my $offset = log_size();
+settle();
+unlike(log_since($offset), qr/ERROR|FATAL|datastreams prune worker/,
+	'no extension in the database: nothing logged');
+is($node->safe_psql('postgres', "SELECT count(*) $workers"), '0',
+	'... and no prune worker');
+
+$node->safe_psql('postgres', "CREATE EXTENSION datastreams VERSION '1.0'");
 ok($node->poll_query_until('postgres', "SELECT count(*) = 1 $workers"),
-	'the prune worker is running');
+	'CREATE EXTENSION starts a prune worker in the database');
 is( $node->safe_psql(
 		'postgres',
 		"SELECT datname, usename FROM pg_stat_activity WHERE backend_type = 'datastreams prune worker'"
 	),
 	'postgres|' . $node->safe_psql('postgres', "SELECT rolname FROM pg_authid WHERE oid = 10"),
-	'it connects to datastreams.database as the bootstrap superuser');
-
-my $offset = log_size();
-settle();
-unlike(log_since($offset), qr/ERROR|FATAL|datastreams prune worker/,
-	'no extension in the database: the worker stays quiet');
-
-$node->safe_psql('postgres', "CREATE EXTENSION datastreams VERSION '1.0'");
+	'it connects to its database as the bootstrap superuser');
 $offset = log_size();
 settle();
 unlike(log_since($offset), qr/ERROR|FATAL|datastreams prune worker/,
@@ -70,7 +71,8 @@ unlike(log_since($offset), qr/ERROR|FATAL|datastreams prune worker/,
 
 $node->safe_psql('postgres', 'ALTER EXTENSION datastreams UPDATE');
 is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'datastreams'"),
-	'1.1', 'extension updated to 1.1');
+	$node->safe_psql('postgres', "SELECT default_version FROM pg_available_extensions WHERE name = 'datastreams'"),
+	'extension updated to the default version');
 
 # ---------------------------------------------------------------------------
 # Pruning on schedule
@@ -194,10 +196,17 @@ is( $node->safe_psql(
 SELECT count(*) FROM datastreams.stream_state AS st
  WHERE NOT EXISTS (SELECT FROM datastreams.frames AS f
                     WHERE f.id = st.latest_frame_id AND f.sequence = st.latest_sequence)
-    OR st.latest_sequence <> (SELECT max(f.sequence) FROM datastreams.frames AS f
-                               WHERE f.stream_id = st.stream_id)}),
+    OR st.latest_sequence > (SELECT max(f.sequence) FROM datastreams.frames AS f
+                              WHERE f.stream_id = st.stream_id)}),
 	'0',
-	'every latest-frame pointer names an existing frame with the highest sequence');
+	'every counted-through pointer names an existing frame, at most the highest');
+is( $node->safe_psql(
+		'postgres', q{
+SELECT count(*) FROM datastreams.stream_health AS h
+ WHERE h.last_sequence IS DISTINCT FROM (SELECT max(f.sequence) FROM datastreams.frames AS f
+                                          WHERE f.stream_id = h.stream_id)}),
+	'0',
+	'stream_health names the highest frame of every stream');
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 2 FROM datastreams.frames"),
 	'the worker catches up: one frame per stream is left');
@@ -233,7 +242,9 @@ $node->restart;
 ok($node->poll_query_until('postgres',
 		"SELECT datname || ' ' || usename FROM pg_stat_activity WHERE backend_type = 'datastreams prune worker'",
 		'other regress_pruner'),
-	'the worker connects to datastreams.database as datastreams.prune_role');
+	'the worker connects to the database datastreams.database lists, as datastreams.prune_role');
+is($node->safe_psql('postgres', "SELECT count(*) $workers"), '1',
+	'no other database gets one');
 ok($node->poll_query_until('other',
 		"SELECT count(*) = 1 FROM datastreams.frames WHERE stream_id = '$other'"),
 	'an administrator role that is not a superuser prunes (row-level security notwithstanding)');

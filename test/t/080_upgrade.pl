@@ -113,7 +113,9 @@ SELECT count(*) || ' ' || md5(string_agg(x, '|' ORDER BY x)) FROM (
 	UNION ALL SELECT 's ' || row(s.id, s.account_id, s.name, s.symbol, s.description, s.frequency,
 		s.sla_ms, s.status, s.metadata, s.created_at, s.updated_at)::text FROM datastreams.streams AS s
 	UNION ALL SELECT 'f ' || (f.*)::text FROM datastreams.frames AS f
-	UNION ALL SELECT 'st ' || (st.*)::text FROM datastreams.stream_state AS st) AS d(x)};
+	UNION ALL SELECT 'st ' || row(st.stream_id, st.account_id, st.latest_frame_id, st.latest_sequence,
+		st.latest_created_at, st.frames_ok, st.frames_late, st.frames_error, st.latency_ms_total,
+		st.updated_at)::text FROM datastreams.stream_state AS st) AS d(x)};
 my $tenant_view_query = q{
 SELECT (SELECT string_agg(name, ',' ORDER BY name) FROM datastreams.list_streams())
 	|| ' ' || (SELECT count(*) FROM datastreams.frames)
