@@ -97,7 +97,9 @@ sub start_gateway
 	my $role = $opt{role} // $GW_ROLE;
 	my $dir = $PostgreSQL::Test::Utils::tmp_check;
 	my $n = ++$HttpHelper::started;
-	my %gw = (log => "$dir/gateway_$n.access.log", err => "$dir/gateway_$n.err");
+	# named after this test's process: every test file shares tmp_check
+	my $name = "$dir/gateway_" . $$ . "_$n";
+	my %gw = (log => "$name.access.log", err => "$name.err");
 	my $conninfo = $node->connstr('postgres') . " user=$role";
 	my @cmd = (@{ $opt{wrapper} // [] }, program(), '--listen', '127.0.0.1:0',
 		'--dbname', $conninfo, '--pool', $opt{pool} // 2);
@@ -210,7 +212,9 @@ sub http
 sub sse_start
 {
 	my ($url, %opt) = @_;
-	my $file = $PostgreSQL::Test::Utils::tmp_check . '/sse_' . (++$HttpHelper::sse) . '.txt';
+	my $file = $PostgreSQL::Test::Utils::tmp_check . '/sse_' . $$ . '_' . (++$HttpHelper::sse) . '.txt';
+	# curl creates the file only when the first bytes arrive
+	unlink $file, "$file.headers";
 	my @cmd = ('curl', '-s', '-N', '-g', '-o', $file, '-D', "$file.headers");
 	push @cmd, '-H', "Authorization: Bearer $opt{token}" if defined $opt{token};
 	push @cmd, '-H', $_ for @{ $opt{headers} // [] };
