@@ -68,7 +68,7 @@ cc -O2 -Wall -pthread -I"$(pg_config --includedir 2>/dev/null || echo /usr/inclu
 ds_cluster_init "$WORK/data" "$WORK" "$PORT"
 echo "max_connections = 200" >>"$WORK/data/postgresql.conf"
 ds_cluster_start "$WORK/data" "$WORK/server.log"
-ds_psql "$WORK" "$PORT" -d "$DB" -q <<'EOF'
+ds_psql "$WORK" "$PORT" -d "$DB" -q >/dev/null <<'EOF'
 CREATE EXTENSION datastreams;
 CREATE ROLE bench_gateway LOGIN;
 CREATE ROLE bench_tenant LOGIN;

@@ -24,6 +24,7 @@
  *
  *-------------------------------------------------------------------------
  */
+#define _GNU_SOURCE				/* strcasestr */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
