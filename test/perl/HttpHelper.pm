@@ -73,8 +73,11 @@ sub make_token
 	return wantarray ? ($token, $id) : $token;
 }
 
+# The installed gateway (PATH, then pg_config --bindir), or the program
+# named by DATASTREAMS_HTTP_PROGRAM (e.g. a build with AddressSanitizer).
 sub program
 {
+	return $ENV{DATASTREAMS_HTTP_PROGRAM} if $ENV{DATASTREAMS_HTTP_PROGRAM};
 	for my $dir (split /:/, $ENV{PATH} // '')
 	{
 		return "$dir/datastreams-http" if -x "$dir/datastreams-http";

@@ -158,6 +158,32 @@ healthy('after 50 clients vanished mid-request');
 # their requests were complete: the frames are stored like any other
 $stored += 50;
 
+# ---- requests stuck in the database block neither the HTTP threads nor the page ----
+my $locker = IPC::Run::start(
+	[ 'psql', '-X', '-q', '-d', $node->connstr('postgres'), '-c',
+	  'BEGIN; LOCK TABLE datastreams.frames IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(4); COMMIT;' ],
+	'>', \my $lout, '2>', \my $lerr);
+ok(wait_until(sub { $node->safe_psql('postgres',
+	"SELECT count(*) FROM pg_locks WHERE relation = 'datastreams.frames'::regclass AND mode = 'AccessExclusiveLock' AND granted") eq '1' }),
+	'a session holds the frames table locked');
+my @stuck_posts = map {
+	IPC::Run::start([ 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '-H', "Authorization: Bearer $token",
+		'--data-binary', '{"payload": {"stuck": 1}}', "$api/streams/$S/frames" ], '>', \my $o)
+} 1 .. 2;
+ok(wait_until(sub { $node->safe_psql('postgres',
+	"SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND usename = '$GW_ROLE'") eq '2' }),
+	'both pool connections wait for the lock');
+my $t0 = time;
+$r = http('GET', "$gw->{url}/");
+ok($r->{status} == 200 && time - $t0 < 0.5, 'meanwhile GET / is answered at once (' . sprintf('%.3f', time - $t0) . ' s)');
+$t0 = time;
+$r = http('DELETE', "$api/streams");
+ok($r->{status} == 405 && time - $t0 < 0.5, 'and so is a request the gateway answers itself');
+$_->finish for @stuck_posts, $locker;
+$stored += 2;
+is($node->safe_psql('postgres', "SELECT count(*) FROM datastreams.frames WHERE payload ? 'stuck'"), '2',
+	'once the lock is gone, the two waiting frames are stored');
+
 # ---- slow clients: 50 slowloris connections dribbling headers ----
 my $dribble = <<'EOF';
 use IO::Socket::INET; use Time::HiRes qw(sleep);

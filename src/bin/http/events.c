@@ -424,9 +424,11 @@ subscribe(Subscriber *s)
 		refuse(s);
 		return;
 	}
-	if (!auth_check(req, results[0]) ||
-		(PQresultStatus(results[1]) != PGRES_TUPLES_OK && (error_from_result(req, results[1]), true)))
+	if (auth_check(req, results[0]) && PQresultStatus(results[1]) != PGRES_TUPLES_OK)
+		error_from_result(req, results[1]);
+	if (req->done)
 	{
+		/* auth_check() or error_from_result() gave the request its error */
 		PQclear(results[0]);
 		PQclear(results[1]);
 		refuse(s);
