@@ -82,7 +82,8 @@ $r = http('GET', "$gw2->{metrics_url}/metrics");
 promtool_ok($r->{body}, "the metrics as the gateway's role");
 unlike($r->{body}, qr/regress_http_a/, "as the gateway's role, datastreams.metrics() shows no account's series");
 like($r->{body}, qr/^# TYPE datastreams_frames_created_total counter$/m, '... only its HELP and TYPE lines');
-is(stop_gateway($gw2), 0, 'that gateway stops cleanly too');
+is(stop_gateway($gw2, 'INT'), 0, 'SIGINT stops that gateway cleanly too');
+like(HttpHelper::slurp($gw2->{err}), qr/received SIGINT, shutting down\n.*stopped\n\z/s, '... saying so');
 
 $node->stop;
 done_testing();

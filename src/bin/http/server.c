@@ -779,9 +779,13 @@ dispatch(Request *req)
 					request_set_error(req, 400, "22P02", "invalid query string", NULL, NULL);
 					return;
 				}
-				/* parks the request for the events thread, or answers it */
-				if (events_begin(req, last_id, from))
-					__atomic_add_fetch(&nparked, 1, __ATOMIC_RELAXED);
+				/*
+				 * parks the request for the events thread (counted first: the
+				 * thread may finish it at once), or answers it
+				 */
+				__atomic_add_fetch(&nparked, 1, __ATOMIC_RELAXED);
+				if (!events_begin(req, last_id, from))
+					__atomic_sub_fetch(&nparked, 1, __ATOMIC_RELAXED);
 				free(from);
 				return;
 			}
