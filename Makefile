@@ -57,4 +57,18 @@ all-clients install-clients uninstall-clients clean-clients:
 prove_installcheck:
 	$(prove_installcheck)
 
+# The SQL extensions of sharded deployments, each its own PGXS module.
+CONTRIB_DIRS = $(sort $(dir $(wildcard contrib/*/Makefile)))
+
+all: all-contrib
+install: install-contrib
+uninstall: uninstall-contrib
+clean: clean-contrib
+
+all-contrib install-contrib uninstall-contrib clean-contrib:
+	@set -e; for d in $(CONTRIB_DIRS); do \
+		$(MAKE) -C $$d PG_CONFIG='$(PG_CONFIG)' $(patsubst %-contrib,%,$@); \
+	done
+
 .PHONY: all-clients install-clients uninstall-clients clean-clients prove_installcheck
+.PHONY: all-contrib install-contrib uninstall-contrib clean-contrib

@@ -22,6 +22,7 @@ set -euo pipefail
 DEMO_DIR=${DATASTREAMS_DEMO_DIR:-/var/tmp/datastreams-demo}
 DEMO_PORT=${DATASTREAMS_DEMO_PORT:-54330}
 DEMO_DB=datastreams_demo
+# the role and account scripts/demo-setup.sql creates
 DEMO_ROLE=demo_app
 DEMO_ACCOUNT=demo
 DATADIR=$DEMO_DIR/data
@@ -85,22 +86,10 @@ setup_database() {
 	su_psql -d postgres -q <<-SQL
 		DROP DATABASE IF EXISTS $DEMO_DB WITH (FORCE);
 		CREATE DATABASE $DEMO_DB;
-		DO \$\$
-		BEGIN
-		  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$DEMO_ROLE') THEN
-		    CREATE ROLE $DEMO_ROLE LOGIN;
-		  END IF;
-		END
-		\$\$;
 	SQL
-	ds_phase "setup (as superuser postgres)"
-	su_psql -d "$DEMO_DB" -e -P pager=off <<-SQL
-		CREATE EXTENSION datastreams;
-		-- an account, bound to no role
-		SELECT datastreams.create_account('$DEMO_ACCOUNT');
-		-- a trusted application role: its account comes from datastreams.account_id
-		SELECT datastreams.trust_role('$DEMO_ROLE');
-	SQL
+	ds_phase "setup (as superuser postgres): scripts/demo-setup.sql"
+	# the same file sets up the database of the documentation's examples
+	su_psql -d "$DEMO_DB" -e -P pager=off <"$DS_ROOT/scripts/demo-setup.sql"
 }
 
 create_stream() {

@@ -36,6 +36,7 @@ _PG_init(void)
 	ds_retention_init();
 	ds_prune_worker_init();
 	ds_launcher_init();
+	ds_routing_init();
 	MarkGUCPrefixReserved("datastreams");
 
 	ds_relations_init();

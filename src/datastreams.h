@@ -38,6 +38,10 @@ extern const char *const frame_status_names[FRAME_STATUS_COUNT];
 extern void ds_generate_uuid_v4(pg_uuid_t *out);
 extern void ds_generate_uuid_v7(pg_uuid_t *out);
 
+/* routing.c: the routing hash of sharded deployments */
+extern void ds_generate_stream_id(pg_uuid_t *out);
+extern void ds_routing_init(void);
+
 /* relations.c: the extension's tables and indexes, looked up once */
 typedef struct DsRelations
 {

@@ -229,7 +229,7 @@ datastreams_streams_trigger(PG_FUNCTION_ARGS)
 		{
 			pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
 
-			ds_generate_uuid_v4(id);
+			ds_generate_stream_id(id);
 			values[c.id] = UUIDPGetDatum(id);
 			nulls[c.id] = false;
 		}

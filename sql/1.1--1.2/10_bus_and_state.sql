@@ -3,6 +3,11 @@
 -- The ingest path and the bus
 --------------------------------------------------------------------------
 
+-- With the 1.2 library (settings are the library's, see CHANGELOG.md):
+-- notify_payload defaults to ids, the publisher (notify_via_worker) to on,
+-- notify_frames_per_statement counts per transaction and is superuser-only,
+-- datastreams.database defaults to every database.
+
 -- Frames and streams are kept together by the stream lock instead of a
 -- foreign key (which cost every frame a row lock on its stream, and a
 -- multixact once several writers shared it): the frames trigger finds the
