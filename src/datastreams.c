@@ -32,6 +32,7 @@ _PG_init(void)
 	ds_publisher_init();
 	ds_metrics_init();
 	ds_health_init();
+	ds_consumers_init();
 	ds_logs_init();
 	ds_retention_init();
 	ds_prune_worker_init();

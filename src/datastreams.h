@@ -9,6 +9,7 @@
 #define DATASTREAMS_H
 
 #include "access/tupdesc.h"
+#include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 #include "storage/lock.h"
 #include "utils/jsonb.h"
@@ -145,6 +146,16 @@ extern void ds_metrics_globals(DsGlobalCounters *out);
 /* health.c */
 extern double ds_latency_quantile(const int64 *buckets, double q, bool *isnull);
 extern void ds_health_init(void);
+
+/* prometheus.c: the exposition format, for the series of other files */
+extern void ds_prometheus_family(StringInfo buf, const char *name, const char *type,
+								 const char *help);
+extern void ds_prometheus_label(StringInfo buf, const char *name, const char *value,
+								bool first);
+
+/* consumers.c: the consumer lag setting and series */
+extern void ds_consumers_init(void);
+extern void ds_consumer_metrics(StringInfo buf, const char *account, bool all);
 
 /* logs.c: structured server log lines */
 extern void ds_log_changes(void);

@@ -61,6 +61,19 @@ stream_labels(StringInfo buf, const DsStreamCounters *s)
 	append_label(buf, "stream_id", ds_uuid_to_cstring(&s->stream_id), false);
 }
 
+/* family() and append_label() for the series of other files (consumers.c) */
+void
+ds_prometheus_family(StringInfo buf, const char *name, const char *type, const char *help)
+{
+	family(buf, name, type, help);
+}
+
+void
+ds_prometheus_label(StringInfo buf, const char *name, const char *value, bool first)
+{
+	append_label(buf, name, value, first);
+}
+
 /* Milliseconds as seconds, exactly */
 static void
 append_seconds(StringInfo buf, int64 ms)
@@ -140,6 +153,8 @@ datastreams_metrics(PG_FUNCTION_ARGS)
 		stream_labels(&buf, &streams[i]);
 		appendStringInfo(&buf, "} " INT64_FORMAT "\n", cumulative);
 	}
+
+	ds_consumer_metrics(&buf, account, all);
 
 	/* Server-wide series: administrators only */
 	if (all)

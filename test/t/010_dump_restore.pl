@@ -3,8 +3,8 @@
 # 010_dump_restore.pl
 #	  pg_dump / pg_restore of a database using datastreams: accounts bound
 #	  to roles, trusted roles, streams (active, paused, with an SLA and late
-#	  frames), frames, the latest-frame pointers and the API token hashes
-#	  come back identical,
+#	  frames), frames, the latest-frame pointers, consumers and their
+#	  positions and the API token hashes come back identical,
 #	  with row-level security still forced and still separating tenants.
 #
 # The extension's tables are registered with pg_extension_config_dump, so
@@ -99,6 +99,14 @@ INSERT INTO datastreams.frames (stream_id, sequence, payload)
 SELECT '$b_stream', g, jsonb_build_object('g', g) FROM generate_series(1, 200) AS g;
 }, extra_params => [ '-U', 'regress_dr_app' ]);
 
+# Durable consumers with positions and a frame missed by one of them
+tenant_sql('regress_dr_a', qq{
+SELECT datastreams.create_consumer('billing', NULL, 'earliest');
+SELECT datastreams.ack('billing', '$sla', 3);
+SELECT datastreams.create_consumer('sla only', ARRAY['$sla']::uuid[]);
+});
+$node->safe_psql('source', "DELETE FROM datastreams.frames WHERE stream_id = '$sla' AND sequence = 10");
+
 # API tokens of the HTTP gateway (only their hashes are stored), one revoked
 my $api_token = $node->safe_psql('source', q{
 SELECT datastreams.revoke_api_token(id) FROM datastreams.create_api_token('acct-b', 'old');
@@ -113,6 +121,8 @@ my %tables = (
 	streams => 'id',
 	frames => 'stream_id, sequence',
 	stream_state => 'stream_id',
+	consumers => 'account_id, name',
+	consumer_positions => 'account_id, consumer, stream_id',
 	api_token_hashes => 'id');
 
 sub table_digests
@@ -130,7 +140,7 @@ sub table_digests
 
 my $source = table_digests('source');
 note "source: $_ = $source->{$_}" for sort keys %$source;
-is($node->safe_psql('source', 'SELECT count(*) FROM datastreams.frames'), '209', 'source has its frames');
+is($node->safe_psql('source', 'SELECT count(*) FROM datastreams.frames'), '208', 'source has its frames');
 
 my ($stdout, $stderr);
 my $rc;
@@ -174,13 +184,13 @@ is($restored->{$_}, $source->{$_}, "$_: every row restored unchanged") for sort 
 is( $node->safe_psql('restored', q{
 SELECT string_agg(relname || ':' || relrowsecurity || ',' || relforcerowsecurity, ' ' ORDER BY relname)
   FROM pg_class WHERE relnamespace = 'datastreams'::regnamespace AND relkind = 'r'}),
-	'accounts:true,true api_token_hashes:true,true frames:true,true stream_state:true,true streams:true,true trusted_roles:true,true',
+	'accounts:true,true api_token_hashes:true,true consumer_positions:true,true consumers:true,true frames:true,true stream_state:true,true streams:true,true trusted_roles:true,true',
 	'row-level security enabled and forced on every table');
 is( $node->safe_psql('restored', q{
 SELECT string_agg(c.relname || '.' || p.polname, ' ' ORDER BY c.relname, p.polname)
   FROM pg_policy AS p JOIN pg_class AS c ON c.oid = p.polrelid
  WHERE c.relnamespace = 'datastreams'::regnamespace}),
-	'accounts.accounts_admin accounts.accounts_tenant api_token_hashes.api_token_hashes_admin frames.frames_tenant stream_state.stream_state_tenant streams.streams_tenant trusted_roles.trusted_roles_admin',
+	'accounts.accounts_admin accounts.accounts_tenant api_token_hashes.api_token_hashes_admin consumer_positions.consumer_positions_tenant consumers.consumers_tenant frames.frames_tenant stream_state.stream_state_tenant streams.streams_tenant trusted_roles.trusted_roles_admin',
 	'the policies');
 is($node->safe_psql('restored', "SELECT datastreams.resolve_api_token('$api_token')"), 'acct-a',
 	'an API token made before the dump still resolves to its account');
@@ -202,7 +212,7 @@ SELECT (SELECT coalesce(string_agg(id, ',' ORDER BY id), 'no account') FROM data
 	   (SELECT count(*) FROM datastreams.streams) || ' streams / ' ||
 	   (SELECT count(*) FROM datastreams.frames) || ' frames / ' ||
 	   (SELECT count(*) FROM datastreams.stream_state) || ' pointers'};
-is(restored_as('regress_dr_a', $visible), 'acct-a / 3 streams / 9 frames / 2 pointers',
+is(restored_as('regress_dr_a', $visible), 'acct-a / 3 streams / 8 frames / 2 pointers',
 	'tenant a sees only its rows');
 is(restored_as('regress_dr_b', $visible), 'acct-b / 1 streams / 200 frames / 1 pointers',
 	'tenant b sees only its rows');
@@ -216,6 +226,11 @@ SELECT count(*) FROM datastreams.list_streams();
 SELECT sequence FROM datastreams.latest_frame('$b_stream');},
 		extra_params => [ '-U', 'regress_dr_app' ]),
 	"1\n200", 'the trusted role acts for an account through the setting');
+
+is( restored_as('regress_dr_a', qq{
+SELECT string_agg(consumer || ' ' || acknowledged_sequence || ' ' || frames_missed, ', ' ORDER BY consumer)
+  FROM datastreams.consumer_lag WHERE stream_id = '$sla' AND consumer = 'billing'}),
+	'billing 3 1', 'consumer positions and missed-frame counts after the restore');
 
 # The latest-frame pointers work, and the triggers are back for new writes
 my $latest = restored_as('regress_dr_a', qq{
