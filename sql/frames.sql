@@ -37,7 +37,6 @@ GRANT USAGE ON SCHEMA regress_frames TO PUBLIC;
 CREATE ROLE regress_frames_tenant;
 SELECT id FROM datastreams.create_account('regress_frames_a', 'regress_frames_tenant');
 SELECT id FROM datastreams.create_account('regress_frames_b');
-SET datastreams.account_id = 'regress_frames_a';
 
 INSERT INTO datastreams.streams (id, account_id, name, symbol, status, sla_ms) VALUES
 	('00000000-0000-4000-8000-000000000101', 'regress_frames_a', 'seq', 'SEQ', 'active', 0),
@@ -48,6 +47,7 @@ INSERT INTO datastreams.streams (id, account_id, name, symbol, status, sla_ms) V
 	('00000000-0000-4000-8000-000000000106', 'regress_frames_a', 'empty', 'EMPTY', 'active', 0),
 	('00000000-0000-4000-8000-000000000107', 'regress_frames_a', 'inactive', 'INA', 'inactive', 0),
 	('00000000-0000-4000-8000-000000000108', 'regress_frames_a', 'ns', 'NS', 'active', 0);
+SET datastreams.account_id = 'regress_frames_a';
 
 --
 -- The stream must exist and belong to the frame's account

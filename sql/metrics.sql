@@ -52,7 +52,6 @@ CREATE ROLE regress_metrics_nobody;
 CREATE ROLE regress_metrics_monitor BYPASSRLS;
 SELECT id FROM datastreams.create_account('regress_metrics_a', 'regress_metrics_tenant_a');
 SELECT id FROM datastreams.create_account('regress_metrics_b', 'regress_metrics_tenant_b');
-SET datastreams.account_id = 'regress_metrics_a';
 
 --
 -- Stream changes, per account, counted when they commit
@@ -61,6 +60,7 @@ INSERT INTO datastreams.streams (id, account_id, name, symbol, status, sla_ms) V
 	('00000000-0000-4000-8000-000000000501', 'regress_metrics_a', 'counters', 'CNT', 'active', 100),
 	('00000000-0000-4000-8000-000000000502', 'regress_metrics_a', 'histogram', 'HIST', 'active', 0),
 	('00000000-0000-4000-8000-000000000503', 'regress_metrics_b', 'of b', 'B', 'active', 0);
+SET datastreams.account_id = 'regress_metrics_a';
 SELECT * FROM regress_metrics.lines('datastreams_streams_');
 
 -- not before the commit, never after a rollback
@@ -293,8 +293,10 @@ UPDATE datastreams.streams SET status = 'active' WHERE id = '00000000-0000-4000-
 SELECT 'before commit' AS step;
 COMMIT;
 -- values that need it are quoted
+SET datastreams.account_id = E'regress_metrics_x\\ "q"\nz';
 INSERT INTO datastreams.streams (id, account_id, name, symbol) VALUES
 	('00000000-0000-4000-8000-000000000513', E'regress_metrics_x\\ "q"\nz', 'quoted', 'LOG');
+SET datastreams.account_id = 'regress_metrics_a';
 SET datastreams.log_stream_changes = off;
 INSERT INTO datastreams.streams (id, account_id, name, symbol) VALUES
 	('00000000-0000-4000-8000-000000000514', 'regress_metrics_a', 'not logged', 'LOG');

@@ -2,7 +2,9 @@
 -- role_matrix: who may do what, and what a tenant can learn about others.
 --
 -- Part 1 runs every role of the tenancy model against every table (SELECT,
--- INSERT, UPDATE, DELETE, COPY FROM, COPY TO) and every API function and
+-- INSERT, UPDATE, DELETE, COPY FROM, COPY TO, LOCK in SHARE and ACCESS
+-- EXCLUSIVE mode: the modes that make other sessions wait) and every API
+-- function and
 -- prints the outcomes as one matrix: "ok (n rows)", "ok: <value>" or the
 -- SQLSTATE of the error.  SELECT cells show the accounts whose rows the
 -- role sees.  Each cell runs in a subtransaction that is rolled
@@ -157,6 +159,8 @@ CALL rm_cell('accounts', 'INSERT', $$INSERT INTO datastreams.accounts (id) VALUE
 CALL rm_cell('accounts', 'COPY FROM', $$COPY datastreams.accounts (id) FROM PROGRAM 'echo c'$$);
 CALL rm_cell('accounts', 'UPDATE', $$UPDATE datastreams.accounts SET role = NULL WHERE id = 'a'$$);
 CALL rm_cell('accounts', 'DELETE', $$DELETE FROM datastreams.accounts WHERE id = 'a'$$);
+CALL rm_cell('accounts', 'LOCK SHARE', 'LOCK TABLE datastreams.accounts IN SHARE MODE');
+CALL rm_cell('accounts', 'LOCK ACCESS EXCLUSIVE', 'LOCK TABLE datastreams.accounts IN ACCESS EXCLUSIVE MODE');
 
 -- streams
 CALL rm_cell('streams', 'SELECT', $$SELECT coalesce(string_agg(DISTINCT account_id, ','), '(none)') FROM datastreams.streams$$, 'value');
@@ -167,6 +171,8 @@ CALL rm_cell('streams', 'COPY FROM', $$COPY datastreams.streams (account_id, nam
 CALL rm_cell('streams', 'UPDATE', $$UPDATE datastreams.streams SET description = 'changed' WHERE account_id = 'a'$$);
 CALL rm_cell('streams', 'UPDATE account_id', $$UPDATE datastreams.streams SET account_id = 'b' WHERE account_id = 'a'$$);
 CALL rm_cell('streams', 'DELETE', $$DELETE FROM datastreams.streams WHERE account_id = 'a'$$);
+CALL rm_cell('streams', 'LOCK SHARE', 'LOCK TABLE datastreams.streams IN SHARE MODE');
+CALL rm_cell('streams', 'LOCK ACCESS EXCLUSIVE', 'LOCK TABLE datastreams.streams IN ACCESS EXCLUSIVE MODE');
 
 -- frames
 CALL rm_cell('frames', 'SELECT', $$SELECT coalesce(string_agg(DISTINCT account_id, ','), '(none)') FROM datastreams.frames$$, 'value');
@@ -175,6 +181,8 @@ CALL rm_cell('frames', 'INSERT', $$INSERT INTO datastreams.frames (stream_id, se
 CALL rm_cell('frames', 'COPY FROM', $$COPY datastreams.frames (stream_id, sequence) FROM PROGRAM 'echo 00000000-0000-4000-a000-0000000000a1,100' (FORMAT csv)$$);
 CALL rm_cell('frames', 'UPDATE', $$UPDATE datastreams.frames SET latency_ms = 1 WHERE account_id = 'a'$$);
 CALL rm_cell('frames', 'DELETE', $$DELETE FROM datastreams.frames WHERE account_id = 'a'$$);
+CALL rm_cell('frames', 'LOCK SHARE', 'LOCK TABLE datastreams.frames IN SHARE MODE');
+CALL rm_cell('frames', 'LOCK ACCESS EXCLUSIVE', 'LOCK TABLE datastreams.frames IN ACCESS EXCLUSIVE MODE');
 
 -- stream_state
 CALL rm_cell('stream_state', 'SELECT', $$SELECT coalesce(string_agg(DISTINCT account_id, ','), '(none)') FROM datastreams.stream_state$$, 'value');
@@ -183,6 +191,8 @@ CALL rm_cell('stream_state', 'INSERT', $$INSERT INTO datastreams.stream_state (s
 CALL rm_cell('stream_state', 'COPY FROM', $$COPY datastreams.stream_state (stream_id, account_id, latest_frame_id, latest_sequence, latest_created_at) FROM PROGRAM 'echo 00000000-0000-4000-a000-0000000000a3,a,00000000-0000-4000-a000-000000000000,1,2000-01-01' (FORMAT csv)$$);
 CALL rm_cell('stream_state', 'UPDATE', $$UPDATE datastreams.stream_state SET frames_ok = 0 WHERE account_id = 'a'$$);
 CALL rm_cell('stream_state', 'DELETE', $$DELETE FROM datastreams.stream_state WHERE account_id = 'a'$$);
+CALL rm_cell('stream_state', 'LOCK SHARE', 'LOCK TABLE datastreams.stream_state IN SHARE MODE');
+CALL rm_cell('stream_state', 'LOCK ACCESS EXCLUSIVE', 'LOCK TABLE datastreams.stream_state IN ACCESS EXCLUSIVE MODE');
 
 -- trusted_roles
 CALL rm_cell('trusted_roles', 'SELECT', 'SELECT * FROM datastreams.trusted_roles');
@@ -191,6 +201,8 @@ CALL rm_cell('trusted_roles', 'INSERT', $$INSERT INTO datastreams.trusted_roles 
 CALL rm_cell('trusted_roles', 'COPY FROM', $$COPY datastreams.trusted_roles (role) FROM PROGRAM 'echo regress_rm_none'$$);
 CALL rm_cell('trusted_roles', 'UPDATE', 'UPDATE datastreams.trusted_roles SET created_at = created_at');
 CALL rm_cell('trusted_roles', 'DELETE', 'DELETE FROM datastreams.trusted_roles');
+CALL rm_cell('trusted_roles', 'LOCK SHARE', 'LOCK TABLE datastreams.trusted_roles IN SHARE MODE');
+CALL rm_cell('trusted_roles', 'LOCK ACCESS EXCLUSIVE', 'LOCK TABLE datastreams.trusted_roles IN ACCESS EXCLUSIVE MODE');
 
 REVOKE pg_execute_server_program FROM regress_rm_app, regress_rm_a, regress_rm_b,
 	regress_rm_none, regress_rm_ingest;

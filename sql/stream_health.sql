@@ -19,7 +19,6 @@ SELECT id FROM datastreams.create_account('regress_health_a', 'regress_health_te
 SELECT id FROM datastreams.create_account('regress_health_b', 'regress_health_tenant_b');
 SELECT datastreams.reset_metrics();
 
-SET datastreams.account_id = 'regress_health_a';
 INSERT INTO datastreams.streams (id, account_id, name, symbol, status, frequency, sla_ms) VALUES
 	('00000000-0000-4000-8000-000000000551', 'regress_health_a', 'silent', 'SIL', 'active', '1 second', 0),
 	('00000000-0000-4000-8000-000000000552', 'regress_health_a', 'no frequency', 'NOF', 'active', NULL, 0),
@@ -30,6 +29,7 @@ INSERT INTO datastreams.streams (id, account_id, name, symbol, status, frequency
 	('00000000-0000-4000-8000-000000000557', 'regress_health_a', 'inactive', 'INA', 'inactive', '1 second', 0),
 	('00000000-0000-4000-8000-000000000559', 'regress_health_a', 'never', 'NEV', 'active', '100 milliseconds', 0),
 	('00000000-0000-4000-8000-000000000558', 'regress_health_b', 'of b', 'B', 'active', '1 second', 0);
+SET datastreams.account_id = 'regress_health_a';
 
 -- silent: its last frame is 10 seconds old, frequency 1 second
 INSERT INTO datastreams.frames (stream_id, sequence, latency_ms, created_at) VALUES

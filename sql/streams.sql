@@ -118,9 +118,13 @@ VALUES ('00000000-0000-4000-8000-000000000001', '  direct  ', ' btc-usd ', NULL,
         '{" Feed ": " ws "}', '2000-01-01')
 RETURNING id, account_id, name, symbol, description, sla_ms, status, metadata,
           updated_at = now() AS updated_now;
+-- (acting for an account, not even a superuser writes another account's
+-- streams: see hardening_grants)
+RESET datastreams.account_id;
 INSERT INTO datastreams.streams (id, account_id, name, symbol, metadata)
 VALUES ('00000000-0000-4000-8000-000000000002', 'regress_streams_b', 'of b', 'b', NULL)
 RETURNING id, account_id, symbol, status, metadata;
+SET datastreams.account_id = 'regress_streams_a';
 -- an id is generated when none is given (the default, or NULL)
 INSERT INTO datastreams.streams (id, name, symbol) VALUES (NULL, 'null id', 'NID')
 RETURNING id IS NOT NULL AS has_id, account_id;

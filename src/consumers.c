@@ -18,6 +18,7 @@
 #include <limits.h>
 
 #include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -124,4 +125,55 @@ ds_consumer_metrics(StringInfo buf, const char *account, bool all)
 		ds_prometheus_family(buf, families[f][0], families[f][1], families[f][2]);
 		appendBinaryStringInfo(buf, series[f].data, series[f].len);
 	}
+}
+
+/*
+ * datastreams.drop_consumer(name): drop a consumer of the current account
+ * and, through the foreign key's cascade, its positions (waiting for
+ * members that hold them).  Tenants have no DELETE on consumers, since that
+ * privilege would let any role lock the table in any mode; the row is
+ * deleted as the extension, after the account check.
+ */
+PG_FUNCTION_INFO_V1(datastreams_drop_consumer);
+Datum
+datastreams_drop_consumer(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan = NULL;
+	char	   *account = ds_require_account();
+	char	   *name = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Datum		values[2];
+	Oid			save_userid;
+	int			save_sec_context;
+	uint64		dropped = 0;
+
+	if (name != NULL)
+	{
+		values[0] = CStringGetTextDatum(account);
+		values[1] = PointerGetDatum(PG_GETARG_TEXT_PP(0));
+		ds_become_superuser(&save_userid, &save_sec_context);
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (plan == NULL)
+		{
+			Oid			argtypes[2] = {TEXTOID, TEXTOID};
+			SPIPlanPtr	p = SPI_prepare("DELETE FROM datastreams.consumers AS c "
+										"WHERE c.account_id OPERATOR(pg_catalog.=) $1 "
+										"AND c.name OPERATOR(pg_catalog.=) $2",
+										2, argtypes);
+
+			if (p == NULL || SPI_keepplan(p) != 0)
+				elog(ERROR, "could not prepare the deletion of a consumer");
+			plan = p;
+		}
+		if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "could not delete a consumer");
+		dropped = SPI_processed;
+		SPI_finish();
+		ds_restore_user(save_userid, save_sec_context);
+	}
+	if (dropped == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("consumer \"%s\" not found", name ? ds_clip_for_message(name) : "<NULL>")));
+	PG_RETURN_VOID();
 }

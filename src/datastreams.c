@@ -26,6 +26,7 @@ _PG_init(void)
 {
 	ds_tenancy_init();
 	ds_frame_rules_init();
+	ds_normalize_init();
 	ds_stream_state_init();
 	ds_ledger_init();
 	ds_notify_init();

@@ -73,6 +73,7 @@ extern bool ds_is_blank(const char *s);
 extern Jsonb *ds_normalize_metadata(Jsonb *metadata);
 extern char *ds_clip_for_message(const char *s);
 extern char *ds_status_word(const char *s);
+extern void ds_normalize_init(void);
 
 /* tenancy.c */
 extern char *ds_current_account(void);
@@ -97,6 +98,9 @@ extern void ds_stream_cache_init(void);
 
 /* ingest.c (before 1.2): which element of an ingest() batch the trigger is on */
 extern int64 ds_ingest_element;
+
+/* api.c: errors of our SPI statements without the statement as context */
+extern void ds_strip_internal_query(ErrorData *edata, const char *query);
 
 /* metrics.c */
 extern void ds_metrics_commit(void);
@@ -124,6 +128,8 @@ typedef struct DsAccountCounters
 	char		account_id[DS_ACCOUNT_KEY_LEN];
 	int64		created;
 	int64		updated;
+	int64		tracked_streams;
+	int64		untracked_frames;	/* of its streams that got no entry */
 } DsAccountCounters;
 
 typedef struct DsGlobalCounters
@@ -133,6 +139,7 @@ typedef struct DsGlobalCounters
 	int64		untracked_stream_changes;
 	int64		tracked_streams;
 	int64		max_tracked_streams;
+	int64		max_tracked_streams_per_account;
 	TimestampTz reset_at;
 } DsGlobalCounters;
 

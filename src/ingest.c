@@ -103,11 +103,24 @@ check_element(int index, JsonbValue *element)
 		else
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("unknown frame field \"%s\"", key),
+					 errmsg("unknown frame field \"%s\"", ds_clip_for_message(key)),
 					 errdetail("The error is in element %d of the frames array (counting from 0).", index),
 					 errhint("A frame has the fields sequence, payload, latency_ms, status and metadata.")));
 	}
 }
+
+/* Every name and operator is qualified: the caller's search_path is not ours */
+static const char *const insert_query =
+"INSERT INTO datastreams.frames "
+"(stream_id, sequence, payload, latency_ms, status, metadata) "
+"SELECT $1, "
+" (e OPERATOR(pg_catalog.->>) 'sequence')::pg_catalog.numeric::pg_catalog.int8, "
+" e OPERATOR(pg_catalog.->) 'payload', "
+" (e OPERATOR(pg_catalog.->>) 'latency_ms')::pg_catalog.numeric::pg_catalog.int4, "
+" e OPERATOR(pg_catalog.->>) 'status', "
+" e OPERATOR(pg_catalog.->) 'metadata' "
+"FROM pg_catalog.jsonb_array_elements($2) WITH ORDINALITY AS t(e, i) "
+"ORDER BY i";
 
 static void
 prepare_insert(void)
@@ -115,18 +128,7 @@ prepare_insert(void)
 	Oid			argtypes[2] = {UUIDOID, JSONBOID};
 	SPIPlanPtr	plan;
 
-	/* Every name and operator is qualified: the caller's search_path is not ours */
-	plan = SPI_prepare("INSERT INTO datastreams.frames "
-					   "(stream_id, sequence, payload, latency_ms, status, metadata) "
-					   "SELECT $1, "
-					   " (e OPERATOR(pg_catalog.->>) 'sequence')::pg_catalog.numeric::pg_catalog.int8, "
-					   " e OPERATOR(pg_catalog.->) 'payload', "
-					   " (e OPERATOR(pg_catalog.->>) 'latency_ms')::pg_catalog.numeric::pg_catalog.int4, "
-					   " e OPERATOR(pg_catalog.->>) 'status', "
-					   " e OPERATOR(pg_catalog.->) 'metadata' "
-					   "FROM pg_catalog.jsonb_array_elements($2) WITH ORDINALITY AS t(e, i) "
-					   "ORDER BY i",
-					   2, argtypes);
+	plan = SPI_prepare(insert_query, 2, argtypes);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	if (SPI_keepplan(plan) != 0)
@@ -207,6 +209,7 @@ datastreams_ingest(PG_FUNCTION_ARGS)
 		MemoryContextSwitchTo(caller_context);
 		edata = CopyErrorData();
 		FlushErrorState();
+		ds_strip_internal_query(edata, insert_query);
 		if (element >= 0)
 		{
 			const char *where = psprintf("The error is in element " INT64_FORMAT " of the frames array (counting from 0).",

@@ -23,6 +23,17 @@
  * the tables.  Counters live in memory only and restart from zero when
  * the server restarts.
  *
+ * The stream table is shared by all tenants, so one account may take at
+ * most datastreams.max_tracked_streams_per_account of its entries: a
+ * tenant creating streams by the thousand cannot leave the others without
+ * metrics.  The frames of an account's streams that got no entry are also
+ * counted per account (datastreams_account_untracked_frames_total), so
+ * each tenant sees what it is missing.
+ *
+ * On a hot standby nothing is committed, so nothing is counted: metrics()
+ * says so with an error rather than show counters that look like a reset,
+ * and stream_latency() returns no rows, as without preloading.
+ *
  * Locking follows pg_stat_statements: the hash tables are protected by one
  * LWLock (shared to find entries and update them under the entry's
  * spinlock, exclusive to create or remove entries).
@@ -34,6 +45,7 @@
 #include <limits.h>
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
@@ -54,8 +66,10 @@ const int32 ds_latency_bounds_ms[DS_LATENCY_BUCKETS] = {
 };
 
 #define MAX_TRACKED_STREAMS_DEFAULT 10000
+#define MAX_TRACKED_STREAMS_PER_ACCOUNT_DEFAULT 1000
 
 static int	max_tracked_streams = MAX_TRACKED_STREAMS_DEFAULT;
+static int	max_tracked_streams_per_account = MAX_TRACKED_STREAMS_PER_ACCOUNT_DEFAULT;
 
 /*
  * Shared memory
@@ -83,9 +97,11 @@ typedef struct AccountKey
 typedef struct SharedAccount
 {
 	AccountKey	key;			/* hash key */
+	int64		streams;		/* its stream entries; under the exclusive lock */
 	slock_t		mutex;
 	int64		created;
 	int64		updated;
+	int64		untracked_frames;
 } SharedAccount;
 
 typedef struct StreamKey
@@ -208,36 +224,44 @@ enter_account(const char *account_id)
 	entry = hash_search(shared_accounts, &key, HASH_ENTER_NULL, &found);
 	if (entry != NULL && !found)
 	{
+		entry->streams = 0;
 		SpinLockInit(&entry->mutex);
 		entry->created = 0;
 		entry->updated = 0;
+		entry->untracked_frames = 0;
 	}
 	return entry;
 }
 
+/*
+ * The stream's entry, created if there is room in the table and in the
+ * account's share of it; NULL otherwise.  *account is set to the account's
+ * entry when there is one, so that untracked frames can be counted there.
+ */
 static SharedStream *
-enter_stream(const pg_uuid_t *stream_id, const char *account_id)
+enter_stream(const pg_uuid_t *stream_id, const char *account_id, SharedAccount **account)
 {
 	StreamKey	key;
 	SharedStream *entry;
-	SharedAccount *account;
 	bool		found;
 
+	*account = NULL;
 	memset(&key, 0, sizeof(key));
 	key.dbid = MyDatabaseId;
 	key.stream_id = *stream_id;
 	entry = hash_search(shared_streams, &key, HASH_FIND, NULL);
 	if (entry != NULL)
 		return entry;
-	if (hash_get_num_entries(shared_streams) >= max_tracked_streams)
-		return NULL;
-	account = enter_account(account_id);
-	if (account == NULL)
+	*account = enter_account(account_id);
+	if (*account == NULL ||
+		(*account)->streams >= max_tracked_streams_per_account ||
+		hash_get_num_entries(shared_streams) >= max_tracked_streams)
 		return NULL;
 	entry = hash_search(shared_streams, &key, HASH_ENTER_NULL, &found);
 	if (entry != NULL && !found)
 	{
-		entry->account = account;
+		entry->account = *account;
+		(*account)->streams++;
 		SpinLockInit(&entry->mutex);
 		memset(entry->frames, 0, sizeof(entry->frames));
 		memset(entry->buckets, 0, sizeof(entry->buckets));
@@ -361,14 +385,25 @@ ds_metrics_commit(void)
 		for (i = 0; i < nstreams; i++)
 		{
 			SharedStream *entry;
+			SharedAccount *account;
+			int64		frames = 0;
 
 			if (streams[i] == NULL)
 				continue;
-			if ((entry = enter_stream(&streams[i]->stream_id, streams[i]->account_id)) != NULL)
+			if ((entry = enter_stream(&streams[i]->stream_id, streams[i]->account_id, &account)) != NULL)
+			{
 				add_stream(entry, &streams[i]->t);
-			else
-				for (j = 0; j < FRAME_STATUS_COUNT; j++)
-					untracked_frames += streams[i]->t.frames[j];
+				continue;
+			}
+			for (j = 0; j < FRAME_STATUS_COUNT; j++)
+				frames += streams[i]->t.frames[j];
+			untracked_frames += frames;
+			if (account != NULL)
+			{
+				SpinLockAcquire(&account->mutex);
+				account->untracked_frames += frames;
+				SpinLockRelease(&account->mutex);
+			}
 		}
 		LWLockRelease(shared->lock);
 	}
@@ -402,6 +437,15 @@ ds_metrics_init(void)
 							PGC_POSTMASTER,
 							0,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("datastreams.max_tracked_streams_per_account",
+							"Sets how many of the tracked streams one account may take.",
+							"Streams of an account that has this many tracked get no entry; their frames are counted in datastreams_account_untracked_frames_total.",
+							&max_tracked_streams_per_account,
+							MAX_TRACKED_STREAMS_PER_ACCOUNT_DEFAULT,
+							1, 10000000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = metrics_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
@@ -414,7 +458,7 @@ ds_metrics_init(void)
 bool
 ds_metrics_available(void)
 {
-	return shared != NULL;
+	return shared != NULL && !RecoveryInProgress();
 }
 
 void
@@ -426,6 +470,12 @@ ds_metrics_require(void)
 				 errmsg("datastreams metrics are not enabled"),
 				 errdetail("The datastreams library was not loaded through shared_preload_libraries."),
 				 errhint("Add datastreams to shared_preload_libraries in postgresql.conf and restart the server.")));
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("datastreams metrics are not collected on a standby"),
+				 errdetail("Frames and stream changes are counted by the server that commits them, the primary."),
+				 errhint("Read datastreams.metrics() on the primary; datastreams.stream_health works on a standby too.")));
 }
 
 /*
@@ -525,9 +575,11 @@ ds_metrics_accounts(const char *account, bool all, int *count)
 			continue;
 		c = &result[n++];
 		strlcpy(c->account_id, entry->key.account_id, DS_ACCOUNT_KEY_LEN);
+		c->tracked_streams = entry->streams;
 		SpinLockAcquire(&entry->mutex);
 		c->created = entry->created;
 		c->updated = entry->updated;
+		c->untracked_frames = entry->untracked_frames;
 		SpinLockRelease(&entry->mutex);
 	}
 	LWLockRelease(shared->lock);
@@ -545,6 +597,7 @@ ds_metrics_globals(DsGlobalCounters *out)
 	out->tracked_streams = hash_get_num_entries(shared_streams);
 	LWLockRelease(shared->lock);
 	out->max_tracked_streams = max_tracked_streams;
+	out->max_tracked_streams_per_account = max_tracked_streams_per_account;
 	SpinLockAcquire(&shared->mutex);
 	out->notifications_skipped = shared->notifications_skipped;
 	out->untracked_frames = shared->untracked_frames;

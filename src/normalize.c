@@ -7,13 +7,40 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "catalog/pg_collation.h"
+#include "fmgr.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/formatting.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 
 #include "datastreams.h"
+
+#define MAX_METADATA_BYTES_DEFAULT (64 * 1024)
+
+/* datastreams.max_metadata_bytes */
+static int	max_metadata_bytes = MAX_METADATA_BYTES_DEFAULT;
+
+/*
+ * Metadata is a handful of labels, yet without a limit one stream or frame
+ * could carry megabytes of it into every read and every error message.
+ */
+void
+ds_normalize_init(void)
+{
+	DefineCustomIntVariable("datastreams.max_metadata_bytes",
+							"Sets the largest metadata accepted on a stream or a frame.",
+							"Metadata larger than this, as stored (jsonb), is rejected with SQLSTATE 54000.",
+							&max_metadata_bytes,
+							MAX_METADATA_BYTES_DEFAULT,
+							0, INT_MAX,
+							PGC_SUSET,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+}
 
 /*
  * Only ASCII whitespace is trimmed: those bytes never occur inside a
@@ -60,6 +87,16 @@ ds_clip_for_message(const char *s)
 		return pstrdup(s);
 	clipped = pg_mbcliplen(s, len, 64);
 	return psprintf("%.*s...", clipped, s);
+}
+
+/*
+ * datastreams.clip_for_message(value): the same, for the SQL functions
+ */
+PG_FUNCTION_INFO_V1(datastreams_clip_for_message);
+Datum
+datastreams_clip_for_message(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(ds_clip_for_message(text_to_cstring(PG_GETARG_TEXT_PP(0)))));
 }
 
 /*
@@ -112,6 +149,13 @@ ds_normalize_metadata(Jsonb *metadata)
 	JsonbValue *result;
 	int			i;
 
+	if (VARSIZE(metadata) - VARHDRSZ > (Size) max_metadata_bytes)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("metadata is too large"),
+				 errdetail("The metadata takes %zu bytes; datastreams.max_metadata_bytes is %d.",
+						   (Size) (VARSIZE(metadata) - VARHDRSZ), max_metadata_bytes),
+				 errhint("Metadata is for a few short labels; put data in the payload.")));
 	if (!JB_ROOT_IS_OBJECT(metadata) || JB_ROOT_IS_SCALAR(metadata))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -137,7 +181,8 @@ ds_normalize_metadata(Jsonb *metadata)
 		if (v.type != jbvString)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("metadata value for key \"%s\" must be a string", raw_key),
+					 errmsg("metadata value for key \"%s\" must be a string",
+							ds_clip_for_message(raw_key)),
 					 errdetail("Metadata is a flat map of string keys to string values.")));
 		key = ds_trim(raw_key);
 		if (key[0] == '\0')
@@ -152,7 +197,8 @@ ds_normalize_metadata(Jsonb *metadata)
 		if (strcmp(pairs[i - 1].key, pairs[i].key) == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("metadata key \"%s\" is given more than once", pairs[i].key),
+					 errmsg("metadata key \"%s\" is given more than once",
+							ds_clip_for_message(pairs[i].key)),
 					 errdetail("Keys are trimmed and lower-cased, so keys that differ only in case or surrounding spaces collide.")));
 
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);

@@ -120,6 +120,24 @@ datastreams_metrics(PG_FUNCTION_ARGS)
 		appendStringInfo(&buf, "} " INT64_FORMAT "\n", accounts[i].updated);
 	}
 
+	family(&buf, "datastreams_account_tracked_streams", "gauge",
+		   "Streams of the account with an entry in shared memory (at most datastreams.max_tracked_streams_per_account).");
+	for (i = 0; i < naccounts; i++)
+	{
+		appendStringInfoString(&buf, "datastreams_account_tracked_streams{");
+		append_label(&buf, "account_id", accounts[i].account_id, true);
+		appendStringInfo(&buf, "} " INT64_FORMAT "\n", accounts[i].tracked_streams);
+	}
+
+	family(&buf, "datastreams_account_untracked_frames_total", "counter",
+		   "Frames of the account's streams not counted per stream because the account's share of the stream table or the table was full (committed transactions only).");
+	for (i = 0; i < naccounts; i++)
+	{
+		appendStringInfoString(&buf, "datastreams_account_untracked_frames_total{");
+		append_label(&buf, "account_id", accounts[i].account_id, true);
+		appendStringInfo(&buf, "} " INT64_FORMAT "\n", accounts[i].untracked_frames);
+	}
+
 	family(&buf, "datastreams_frames_created_total", "counter",
 		   "Frames stored, per stream and status (committed transactions only).");
 	for (i = 0; i < nstreams; i++)
@@ -167,7 +185,7 @@ datastreams_metrics(PG_FUNCTION_ARGS)
 		appendStringInfo(&buf, "datastreams_notifications_skipped_total " INT64_FORMAT "\n",
 						 g.notifications_skipped);
 		family(&buf, "datastreams_untracked_frames_total", "counter",
-			   "Frames not counted per stream because datastreams.max_tracked_streams streams were already tracked.");
+			   "Frames not counted per stream because the stream table (datastreams.max_tracked_streams) or the account's share of it (datastreams.max_tracked_streams_per_account) was full.");
 		appendStringInfo(&buf, "datastreams_untracked_frames_total " INT64_FORMAT "\n",
 						 g.untracked_frames);
 		family(&buf, "datastreams_untracked_stream_changes_total", "counter",
@@ -182,6 +200,10 @@ datastreams_metrics(PG_FUNCTION_ARGS)
 			   "The datastreams.max_tracked_streams setting.");
 		appendStringInfo(&buf, "datastreams_max_tracked_streams " INT64_FORMAT "\n",
 						 g.max_tracked_streams);
+		family(&buf, "datastreams_max_tracked_streams_per_account", "gauge",
+			   "The datastreams.max_tracked_streams_per_account setting.");
+		appendStringInfo(&buf, "datastreams_max_tracked_streams_per_account " INT64_FORMAT "\n",
+						 g.max_tracked_streams_per_account);
 		family(&buf, "datastreams_metrics_reset_time_seconds", "gauge",
 			   "When the counters were last reset (server start or reset_metrics()), in seconds since the Unix epoch.");
 		appendStringInfo(&buf, "datastreams_metrics_reset_time_seconds %.3f\n",

@@ -13,6 +13,13 @@
  * Streams are read with the latest committed state, not the transaction
  * snapshot, so a cached entry stays valid across transactions.
  *
+ * Ids that name no stream are cached too (with a NULL account).  Besides
+ * sparing the index probe, this makes a missing id cost what another
+ * account's stream costs, for which the frames trigger and the API give
+ * the same "not found": otherwise the time of a rejected insert would tell
+ * a tenant which ids exist.  The cache is emptied when it grows past
+ * STREAM_CACHE_MAX_ENTRIES, so probing random ids cannot grow it forever.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -31,6 +38,8 @@
 #include "utils/snapmgr.h"
 
 #include "datastreams.h"
+
+#define STREAM_CACHE_MAX_ENTRIES 65536
 
 static MemoryContext stream_cache_context = NULL;
 static HTAB *stream_cache = NULL;
@@ -128,6 +137,7 @@ ds_lookup_stream(const pg_uuid_t *stream_id)
 {
 	CachedStream *entry;
 	CachedStream fetched;
+	bool		exists;
 	bool		found;
 
 	if (stream_cache == NULL || stream_cache_stale)
@@ -135,17 +145,15 @@ ds_lookup_stream(const pg_uuid_t *stream_id)
 
 	entry = hash_search(stream_cache, stream_id, HASH_FIND, NULL);
 	if (entry)
-		return entry;
+		return entry->account_id ? entry : NULL;
 
-	if (!fetch_stream(stream_id, &fetched))
-		return NULL;
+	exists = fetch_stream(stream_id, &fetched);
 
 	/* An invalidation during the fetch makes what was read suspect too */
 	if (stream_cache_stale)
 	{
 		stream_cache_create();
-		if (!fetch_stream(stream_id, &fetched))
-			return NULL;
+		exists = fetch_stream(stream_id, &fetched);
 	}
 
 	/* an answer read with a parallel query's snapshot is not kept */
@@ -153,12 +161,27 @@ ds_lookup_stream(const pg_uuid_t *stream_id)
 	{
 		static CachedStream uncached;
 
+		if (!exists)
+			return NULL;
 		uncached = fetched;
 		memcpy(&uncached.id, stream_id, sizeof(pg_uuid_t));
 		return &uncached;
 	}
 
+	if (hash_get_num_entries(stream_cache) >= STREAM_CACHE_MAX_ENTRIES)
+	{
+		if (exists)
+			fetched.account_id = pstrdup(fetched.account_id);
+		stream_cache_create();
+		if (exists)
+			fetched.account_id = MemoryContextStrdup(stream_cache_context, fetched.account_id);
+	}
 	entry = hash_search(stream_cache, stream_id, HASH_ENTER, &found);
+	if (!exists)
+	{
+		entry->account_id = NULL;
+		return NULL;
+	}
 	entry->account_id = fetched.account_id;
 	entry->status = fetched.status;
 	entry->sla_ms = fetched.sla_ms;

@@ -170,6 +170,37 @@ delete_frames(Relation streams, HeapTuple stream)
 	ds_restore_user(save_userid, save_sec_context);
 }
 
+/*
+ * A session that acts for an account writes only that account's streams.
+ * Row-level security already sees to it for everyone else; this is for
+ * roles that bypass it (loaders, administrators) while acting for an
+ * account, as the frames trigger does for frames.
+ */
+static void
+check_acting_account(bool inserting, const pg_uuid_t *stream_id, Datum account,
+					 bool account_null)
+{
+	char	   *acting;
+	char	   *owner;
+
+	if (account_null || !ds_bypasses_rls() || (acting = ds_current_account()) == NULL)
+		return;
+	owner = TextDatumGetCString(account);
+	if (strcmp(owner, acting) == 0)
+		return;
+	if (inserting)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot create a stream for another account"),
+				 errdetail("The stream is for account \"%s\"; this session acts for account \"%s\".",
+						   ds_clip_for_message(owner), ds_clip_for_message(acting)),
+				 errhint("Leave account_id out, or reset datastreams.account_id to act for no account.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("stream %s belongs to another account", ds_uuid_to_cstring(stream_id)),
+			 errdetail("This session acts for account \"%s\".", ds_clip_for_message(acting))));
+}
+
 PG_FUNCTION_INFO_V1(datastreams_streams_trigger);
 Datum
 datastreams_streams_trigger(PG_FUNCTION_ARGS)
@@ -254,6 +285,8 @@ datastreams_streams_trigger(PG_FUNCTION_ARGS)
 		forbid_change(desc, c.account_id, values, nulls, oldvals, oldnulls);
 		forbid_change(desc, c.created_at, values, nulls, oldvals, oldnulls);
 	}
+	check_acting_account(inserting, DatumGetUUIDP(values[c.id]), values[c.account_id],
+						 nulls[c.account_id]);
 
 	values[c.name] = required_text(values[c.name], nulls[c.name], "name", false);
 	nulls[c.name] = false;

@@ -13,6 +13,13 @@
  * transaction snapshot, so a cached answer stays right after the
  * transaction that computed it ends.
  *
+ * The tables name roles by OID.  When a role is dropped its OID could one
+ * day be given to a new role, which would then inherit the binding or the
+ * trust; so an object access hook removes the role's rows when the role is
+ * dropped, and rows carrying the OID of a role being created (necessarily
+ * stale), in the database where that happens.  Elsewhere, or without the
+ * library loaded, datastreams.forget_dropped_roles() does it.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -21,9 +28,13 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/objectaccess.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "commands/trigger.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
@@ -191,7 +202,8 @@ setting_account(void)
 /*
  * The one place datastreams switches identity.  Its triggers and workers
  * write rows that tenants may read but never write (the stream state,
- * pruned frames, the frames of a deleted stream); those rows are fully
+ * pruned frames, the frames of a deleted stream, the bindings of a dropped
+ * role); those rows are fully
  * determined by the extension's code, so it writes them as the bootstrap
  * superuser, which row-level security does not filter, and switches back
  * at once.
@@ -276,7 +288,8 @@ ds_require_account(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("role \"%s\" is bound to account \"%s\" and cannot act for account \"%s\"",
-						GetUserNameFromId(t->roleid, false), t->bound_account, setting),
+						GetUserNameFromId(t->roleid, false), ds_clip_for_message(t->bound_account),
+						ds_clip_for_message(setting)),
 				 errhint("Reset datastreams.account_id, or connect as a trusted application role.")));
 
 	account = ds_current_account();
@@ -295,7 +308,7 @@ ds_require_account(void)
 		if (!account_exists(account))
 			ereport(ERROR,
 					(errcode(ERRCODE_NO_DATA_FOUND),
-					 errmsg("account \"%s\" not found", account)));
+					 errmsg("account \"%s\" not found", ds_clip_for_message(account))));
 		if (t->verified_account)
 			pfree(t->verified_account);
 		t->verified_account = MemoryContextStrdup(TopMemoryContext, account);
@@ -359,6 +372,69 @@ datastreams_tenancy_changed(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
+/*
+ * Remove the rows that name a role by its OID: unbind it from its account
+ * (the account and its data stay) and withdraw its trust.  Runs as the
+ * superuser (ds_become_superuser): whoever drops or creates roles need not
+ * be a datastreams administrator, and row-level security is forced.
+ */
+static void
+forget_role(Oid roleid, bool dropped)
+{
+	static const char *const unbind_query =
+		"UPDATE datastreams.accounts AS a SET role = NULL "
+		"WHERE a.role OPERATOR(pg_catalog.=) $1 RETURNING a.id";
+	static const char *const untrust_query =
+		"DELETE FROM datastreams.trusted_roles AS t "
+		"WHERE t.role OPERATOR(pg_catalog.=) $1";
+	Oid			argtypes[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(roleid)};
+	Oid			save_userid;
+	int			save_sec_context;
+	uint64		i;
+	char	   *what;
+
+	if (!OidIsValid(get_extension_oid("datastreams", true)))
+		return;
+	/* (a role being created may not be visible yet: no name for it) */
+	what = dropped ?
+		psprintf("role \"%s\" dropped", GetUserNameFromId(roleid, false)) :
+		psprintf("role %u created with the OID of a dropped role", roleid);
+
+	ds_become_superuser(&save_userid, &save_sec_context);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	if (SPI_execute_with_args(unbind_query, 1, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not unbind role %u", roleid);
+	for (i = 0; i < SPI_processed; i++)
+		ereport(LOG,
+				(errmsg("datastreams: %s, unbound from account \"%s\"", what,
+						ds_clip_for_message(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1))),
+				 errhidestmt(true)));
+	if (SPI_execute_with_args(untrust_query, 1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not untrust role %u", roleid);
+	if (SPI_processed > 0)
+		ereport(LOG,
+				(errmsg("datastreams: %s, no longer trusted", what),
+				 errhidestmt(true)));
+
+	SPI_finish();
+	ds_restore_user(save_userid, save_sec_context);
+}
+
+static object_access_hook_type prev_object_access_hook = NULL;
+
+static void
+tenancy_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+					  int subId, void *arg)
+{
+	if (prev_object_access_hook)
+		prev_object_access_hook(access, classId, objectId, subId, arg);
+	if (classId == AuthIdRelationId && (access == OAT_DROP || access == OAT_POST_CREATE))
+		forget_role(objectId, access == OAT_DROP);
+}
+
 static void
 tenancy_xact_callback(XactEvent event, void *arg)
 {
@@ -384,4 +460,6 @@ ds_tenancy_init(void)
 	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, tenancy_syscache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHOID, tenancy_syscache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(NAMESPACEOID, tenancy_syscache_callback, (Datum) 0);
+	prev_object_access_hook = object_access_hook;
+	object_access_hook = tenancy_object_access;
 }

@@ -124,8 +124,14 @@ CREATE POLICY consumer_positions_tenant ON datastreams.consumer_positions
 
 -- The functions below are SECURITY INVOKER like the rest of the extension,
 -- so tenants write these tables themselves; row-level security is the gate.
-GRANT SELECT, INSERT, DELETE ON datastreams.consumers TO PUBLIC;
-GRANT SELECT, INSERT, UPDATE ON datastreams.consumer_positions TO PUBLIC;
+-- No table-wide UPDATE or DELETE: either would let any role LOCK the table
+-- in any mode and stop every tenant's consumers (and pruning, which counts
+-- missed frames in consumer_positions).  Positions are updated column by
+-- column; a consumer is dropped by drop_consumer(), as the extension.
+GRANT SELECT, INSERT ON datastreams.consumers TO PUBLIC;
+GRANT SELECT, INSERT ON datastreams.consumer_positions TO PUBLIC;
+GRANT UPDATE (acknowledged_sequence, acknowledged_at, missed_since_ack)
+	ON datastreams.consumer_positions TO PUBLIC;
 
 -- pg_dump keeps the rows (see README, "Backup and restore")
 SELECT pg_catalog.pg_extension_config_dump('datastreams.consumers', '');
@@ -236,18 +242,8 @@ COMMENT ON FUNCTION datastreams.list_consumers() IS 'consumers of the current ac
 
 CREATE FUNCTION datastreams.drop_consumer(name text)
 RETURNS void
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	account text := datastreams.require_account();
-BEGIN
-	DELETE FROM datastreams.consumers AS c WHERE c.account_id = account AND c.name = $1;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'consumer "%" not found', left($1, 100) USING ERRCODE = 'no_data_found';
-	END IF;
-END
-$$;
+AS 'MODULE_PATHNAME', 'datastreams_drop_consumer'
+LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION datastreams.drop_consumer(text) IS 'drop a consumer of the current account and its positions; waits for members holding its streams';
 
 -- Frames after the consumer's positions, at most "limit" (default 500, at
@@ -446,7 +442,7 @@ SELECT c.name AS consumer,
 				  WHERE f.stream_id = s.id ORDER BY f.sequence DESC LIMIT 1), 0) AS latest_sequence,
 	   (SELECT count(*) FROM datastreams.frames AS f
 		 WHERE f.stream_id = s.id AND f.sequence > coalesce(p.acknowledged_sequence, 0)) AS frames_behind,
-	   coalesce((SELECT EXTRACT(epoch FROM statement_timestamp() - f.created_at)::double precision
+	   coalesce((SELECT (EXTRACT(epoch FROM statement_timestamp()) - EXTRACT(epoch FROM f.created_at))::double precision
 				   FROM datastreams.frames AS f
 				  WHERE f.stream_id = s.id AND f.sequence > coalesce(p.acknowledged_sequence, 0)
 				  ORDER BY f.sequence LIMIT 1), 0) AS seconds_behind,
@@ -466,7 +462,13 @@ GRANT SELECT ON datastreams.consumer_lag TO PUBLIC;
 -- stream unhealthy whatever its status: a paused stream's backlog is still
 -- to be consumed.  The definition is that of 10_bus_and_state.sql plus
 -- these; the view still never scans frames: it reads one more frame per
--- consumer of a stream, through the (stream_id, sequence) index.
+-- consumer of a stream, through the (stream_id, sequence) index.  Times are
+-- computed as seconds in numbers: interval arithmetic fails (22008) on a
+-- frame dated 'infinity' (rows written before the frames trigger set
+-- created_at, restores) or on a frequency of millions of years times the
+-- tolerance, and one such row would make the view fail for every
+-- administrator and exporter.  A frame dated in the future counts as
+-- recent; one dated '-infinity' as long ago.
 CREATE OR REPLACE VIEW datastreams.stream_health WITH (security_invoker = true) AS
 SELECT s.id AS stream_id,
        s.account_id,
@@ -484,14 +486,13 @@ SELECT s.id AS stream_id,
        c.latency_mean_ms,
        lf.sequence AS last_sequence,
        lf.created_at AS last_frame_at,
-       EXTRACT(epoch FROM statement_timestamp() - lf.created_at)::double precision
+       (sec.now_s - EXTRACT(epoch FROM lf.created_at))::double precision
            AS seconds_since_last_frame,
        NOT (h.silent OR h.too_late OR h.lagging) AS healthy,
        CASE WHEN h.silent OR h.too_late OR h.lagging THEN
            concat_ws('; ',
                CASE WHEN h.silent THEN format('no frame within %s s (%s x frequency %s s)',
-                   trim_scale(EXTRACT(epoch FROM s.frequency * cfg.tolerance)), cfg.tolerance,
-                   trim_scale(EXTRACT(epoch FROM s.frequency))) END,
+                   trim_scale(sec.window_s), cfg.tolerance, trim_scale(sec.frequency_s)) END,
                CASE WHEN h.too_late THEN format('late ratio %s above %s',
                    round(c.late_ratio::numeric, 4), cfg.threshold) END,
                CASE WHEN h.lagging THEN format('consumers more than %s s behind: %s',
@@ -540,8 +541,13 @@ SELECT s.id AS stream_id,
          t.latency::double precision / nullif(t.ok + t.late + t.error, 0) AS latency_mean_ms
       ) AS c
   CROSS JOIN LATERAL (SELECT
+         EXTRACT(epoch FROM statement_timestamp()) AS now_s,
+         EXTRACT(epoch FROM s.frequency) AS frequency_s,
+         EXTRACT(epoch FROM s.frequency) * cfg.tolerance::numeric AS window_s
+      ) AS sec
+  CROSS JOIN LATERAL (SELECT
          coalesce(s.status = 'active' AND s.frequency IS NOT NULL
-                  AND statement_timestamp() - coalesce(lf.created_at, s.updated_at) > s.frequency * cfg.tolerance,
+                  AND sec.now_s - EXTRACT(epoch FROM coalesce(lf.created_at, s.updated_at)) > sec.window_s,
                   false) AS silent,
          coalesce(s.status = 'active' AND c.late_ratio > cfg.threshold, false) AS too_late,
          cl.behind IS NOT NULL AS lagging

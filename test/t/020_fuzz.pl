@@ -8,12 +8,21 @@
 #
 # Asserts that
 #   - every call succeeds or fails with a SQLSTATE of the documented list;
+#     the monitoring reads (stream_health, stream_latency(), metrics())
+#     never fail, whatever the tenants stored; an error of the extension
+#     quotes no value unclipped (its text stays short);
 #   - the server never crashes: the three sessions keep their backends, the
 #     postmaster's start time does not change, and the server log has no
 #     crash, PANIC or assertion failure;
 #   - afterwards every stored row satisfies every rule (the invariant query
 #     at the end: normalised stream fields, flat trimmed metadata, frame
-#     ordering and classification, the latest-frame pointers and counters).
+#     ordering and classification, the latest-frame pointers and counters;
+#     no binding or trust names a role that no longer exists).
+#
+# Among the inputs: LOCK TABLE in every mode, re-sent frames with
+# create_frame(on_duplicate => ...), INSERT ... ON CONFLICT DO NOTHING,
+# metadata over datastreams.max_metadata_bytes, roles dropped and created
+# while bound or trusted, CALL prune_all() inside transaction blocks.
 #
 # Repeatable: the generated calls depend only on the seed, which is printed;
 # rerun with DATASTREAMS_FUZZ_SEED=<seed>.  Bounded: the calls stop after
@@ -41,8 +50,15 @@ diag "fuzz seed $seed, $seconds s (repeat with DATASTREAMS_FUZZ_SEED=$seed)";
 my %allowed = map { $_ => 1 } qw(
   00000
   42501 P0002 23502 23505 23514 23503 22023 22003 22007 22008 22P02
-  54000 55000 0A000
+  54000 55000 0A000 2D000
   22021 22P05 54001);
+# calls that must succeed whatever the data
+my %must_succeed = map { $_ => 1 } qw(stream_health stream_latency metrics);
+# SQLSTATEs raised by the extension itself, checked for short errors in the
+# sessions subject to row-level security (PostgreSQL's own errors for bad
+# literals in the statement, 22P02 and the like, quote the literal whole,
+# and show a superuser the whole failing row of a constraint)
+my %ours = map { $_ => 1 } qw(42501 P0002 23502 23505 22023 54000 55000 2D000);
 
 #-------------------------------------------------------------------------
 # The cluster
@@ -281,6 +297,11 @@ sub rand_uuid
 # explicit sequences run ahead of the clock, so that frames without a
 # sequence (the current time in nanoseconds) come after them too
 my $next_sequence = int(time() * 1e9) + 1e15;
+# a sequence given recently, for frames sent again
+sub recent_sequence
+{
+	return ($next_sequence - int(rand(3000))) . '::bigint';
+}
 sub rand_bigint
 {
 	my $r = rand();
@@ -542,6 +563,46 @@ my %calls = (
 		'SELECT datastreams.create_frame(' . join(', ', rand_uuid(), rand_bigint(), rand_jsonb('payload'),
 			rand_int(), rand_status(), rand_jsonb('metadata')) . ');';
 	},
+	create_frame_again => sub {
+		# the same small frame, sent again and again: skipped or 23505
+		my $seq = chance(0.5) ? recent_sequence() : rand_bigint();
+		return 'SELECT datastreams.create_frame(' . join(', ', rand_uuid(), $seq,
+			pick(q{'{"v": 1}'::jsonb}, q{'{}'::jsonb}, rand_jsonb('payload')), pick('0', '5', rand_int()),
+			pick(q{'ok'}, q{'OK '}, rand_status()), pick(q{'{}'::jsonb}, q{'{"k": "v"}'::jsonb}))
+		  . ', on_duplicate => ' . pick(q{'skip'}, q{'skip'}, q{'error'}, 'NULL', q{'SKIP'}, rand_text()) . ');';
+	},
+	insert_frames_on_conflict => sub {
+		'INSERT INTO datastreams.frames (stream_id, sequence, payload) VALUES (' . rand_uuid() . ', '
+		  . (chance(0.5) ? recent_sequence() : rand_bigint()) . q{, '{"v": 1}') ON CONFLICT (stream_id, sequence) DO NOTHING;};
+	},
+	big_metadata => sub {
+		my $n = pick(1000, 60000, 70000, 1000000);
+		return pick(
+			"SELECT datastreams.create_frame(" . rand_uuid() . ", " . rand_bigint()
+			  . ", metadata => jsonb_build_object('k', repeat('m', $n)));",
+			"SELECT datastreams.update_stream(" . rand_uuid()
+			  . ", jsonb_build_object('metadata', jsonb_build_object(repeat('k', $n), 'v')));",
+			"SELECT datastreams.create_stream('big', 'BIG', metadata => jsonb_build_object('k', repeat('m', $n)));");
+	},
+	lock_table => sub {
+		# (in a DO block: LOCK needs a transaction)
+		'DO $$BEGIN LOCK TABLE datastreams.' . pick(qw(accounts trusted_roles streams frames stream_state stream_health))
+		  . ' IN ' . pick('ACCESS SHARE', 'ROW SHARE', 'ROW EXCLUSIVE', 'SHARE UPDATE EXCLUSIVE', 'SHARE',
+			'SHARE ROW EXCLUSIVE', 'EXCLUSIVE', 'ACCESS EXCLUSIVE') . ' MODE' . pick('', ' NOWAIT') . '; END$$;';
+	},
+	select_for_update => sub {
+		'SELECT 1 FROM datastreams.' . pick('streams', 'accounts', 'frames', 'stream_state')
+		  . ' FOR ' . pick('UPDATE', 'NO KEY UPDATE', 'SHARE', 'KEY SHARE') . ' NOWAIT;';
+	},
+	prune_all => sub { 'CALL datastreams.prune_all();' },
+	prune_all_admin => sub { "CALL datastreams.prune_all() \\gset fz_\nINSERT INTO public.fz_pruned VALUES (:fz_pruned);" },
+	recycle_role => sub {
+		# a bound or trusted role dropped, and created again (perhaps with
+		# its old OID one day): no binding or trust may survive it
+		my $r = 'regress_fz_scratch' . (1 + int(rand(3)));
+		return "DROP ROLE IF EXISTS $r; CREATE ROLE $r;";
+	},
+	forget_dropped_roles => sub { 'SELECT * FROM datastreams.forget_dropped_roles();' },
 	list_frames => sub {
 		'SELECT datastreams.list_frames(' . join(', ', rand_uuid(), rand_int(), rand_bigint()) . ');';
 	},
@@ -588,13 +649,16 @@ $calls{set_account_local} = sub {
 
 my @tenant_calls = (
 	(qw(create_stream update_stream create_frame create_frame push ingest insert_streams insert_frames
-	  insert_frames update_streams get_stream list_streams list_frames frames_since latest_frame channel)) x 3,
+	  insert_frames update_streams get_stream list_streams list_frames frames_since latest_frame channel
+	  create_frame_again)) x 3,
 	qw(create_account bind_role trust_role untrust_role require_admin current_account require_account
 	  insert_frames_select update_frames delete_streams set_account reset_account reset_account
-	  metrics stream_latency stream_health prune reset_metrics));
+	  metrics stream_latency stream_health prune reset_metrics insert_frames_on_conflict big_metadata
+	  lock_table lock_table select_for_update prune_all forget_dropped_roles));
 my @app_calls = (@tenant_calls, qw(set_account set_account set_account set_account_local));
 my @admin_calls = qw(create_account create_account bind_role trust_role untrust_role require_admin current_account
-  prune reset_metrics metrics);
+  prune reset_metrics metrics stream_health stream_latency recycle_role recycle_role forget_dropped_roles
+  prune_all_admin);
 
 #-------------------------------------------------------------------------
 # The run
@@ -646,7 +710,12 @@ while (time() < $deadline && !$lost)
 		$succeeded{ $names[$i] }++ if $state eq '00000';
 		push @unexpected, "$call -> $state\n  statement: " . substr($stmts[$i], 0, 500) . "\n  error: "
 		  . substr($err, 0, 1000)
-		  if !$allowed{$state};
+		  if !$allowed{$state} || ($must_succeed{ $names[$i] } && $state ne '00000');
+		# psql prints the error, DETAIL, HINT, CONTEXT and at most a line of
+		# the statement: a few hundred bytes unless a value went in whole
+		push @unexpected, "$call -> $state with an error of " . length($err) . " bytes\n  statement: "
+		  . substr($stmts[$i], 0, 500) . "\n  error: " . substr($err, 0, 1000)
+		  if $ours{$state} && $who ne 'admin' && length($err) > 3000;
 	}
 }
 
@@ -660,7 +729,8 @@ ok(!$lost, 'no session lost its connection') or diag $lost;
 is(scalar(@unexpected), 0, 'every call succeeded or failed with a documented SQLSTATE')
   or diag join("\n", @unexpected[ 0 .. ($#unexpected < 19 ? $#unexpected : 19) ]);
 for my $name (qw(create_stream update_stream create_frame push ingest insert_streams insert_frames update_streams
-	get_stream list_frames frames_since latest_frame create_account))
+	get_stream list_frames frames_since latest_frame create_account create_frame_again recycle_role
+	prune_all_admin big_metadata lock_table))
 {
 	ok($succeeded{$name}, "some $name calls succeeded") or diag "no $name call succeeded";
 }
@@ -783,6 +853,13 @@ SELECT 'stream ' || s.id || ': ' || v
 UNION ALL
 SELECT 'account ' || quote_literal(a.id) || ': blank id'
   FROM datastreams.accounts AS a WHERE btrim(a.id) = ''
+UNION ALL
+SELECT 'account ' || quote_literal(a.id) || ': bound to dropped role ' || a.role::oid
+  FROM datastreams.accounts AS a
+ WHERE a.role IS NOT NULL AND NOT EXISTS (SELECT FROM pg_roles AS r WHERE r.oid = a.role::oid)
+UNION ALL
+SELECT 'trusted dropped role ' || t.role::oid
+  FROM datastreams.trusted_roles AS t WHERE NOT EXISTS (SELECT FROM pg_roles AS r WHERE r.oid = t.role::oid)
 ORDER BY 1
 LIMIT 50});
 is($violations, '', 'every stored row satisfies every rule') or diag $violations;

@@ -58,7 +58,7 @@ my @steps = (
 	[ 'regress_tenant_a', q{SELECT name, symbol, sla_ms, status FROM @.get_stream('{s1}')} ],
 	[ 'regress_tenant_a', q{SELECT * FROM @.get_stream('{sb}')}, undef, 'P0002' ],
 	[ 'regress_tenant_a', qq{SELECT * FROM \@.get_stream('$missing')}, undef, 'P0002' ],
-	[ 'regress_tenant_a', q{SELECT * FROM @.get_stream(NULL)}, undef, 'P0002' ],
+	[ 'regress_tenant_a', q{SELECT * FROM @.get_stream(NULL)}, undef, '23502' ],
 	[ 'regress_tenant_a', q{SELECT * FROM @.create_frame('{sb}', 1)}, undef, 'P0002' ],
 	[ 'regress_tenant_a', q{SELECT * FROM @.update_stream('{sb}', '{"name": "mine"}')}, undef, 'P0002' ],
 	[ 'regress_tenant_a', q{SELECT @.ingest('{sb}', '[{"sequence": 1}]')}, undef, 'P0002' ],
