@@ -94,10 +94,8 @@ typedef struct CachedStream
 } CachedStream;
 
 extern CachedStream *ds_lookup_stream(const pg_uuid_t *stream_id);
+extern void ds_stream_changed(const pg_uuid_t *stream_id);
 extern void ds_stream_cache_init(void);
-
-/* ingest.c (before 1.2): which element of an ingest() batch the trigger is on */
-extern int64 ds_ingest_element;
 
 /* api.c: errors of our SPI statements without the statement as context */
 extern void ds_strip_internal_query(ErrorData *edata, const char *query);
@@ -182,6 +180,7 @@ extern void ds_logs_init(void);
 	} while (0)
 
 /* retention.c, prune_worker.c: prune() and its per-database worker */
+extern int	ds_prune_batch_size(void);
 extern void ds_retention_init(void);
 extern void ds_prune_worker_init(void);
 

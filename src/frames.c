@@ -44,9 +44,6 @@ datastreams_frames_trigger(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("datastreams_frames_trigger: must be fired for INSERT or UPDATE")));
 
-	if (ds_ingest_element >= 0)
-		ds_ingest_element++;
-
 	c = ds_frame_columns(trigdata->tg_relation);
 	desc = RelationGetDescr(trigdata->tg_relation);
 	values = palloc(sizeof(Datum) * desc->natts);

@@ -6,11 +6,14 @@
  * One per database with the extension, started by the launcher
  * (launcher.c) when the library is preloaded.  It connects as
  * datastreams.prune_role or else the bootstrap superuser, and every
- * datastreams.prune_interval calls
- * datastreams.prune() until it returns 0, one transaction per call, so
- * that each step commits before the next starts.  A database without the
- * extension (or with a version that has no prune()) is skipped quietly; a
- * LOG line is written only for runs that removed frames.
+ * datastreams.prune_interval runs datastreams.prune() until a step deletes
+ * less than a full batch (datastreams.prune_batch_size), one transaction
+ * per step, so that each step commits before the next starts.  Such a step
+ * has found every stream caught up, and the worker rests until the next
+ * run even though frames keep expiring meanwhile: waiting for a step that
+ * deletes nothing kept it busy for as long as frames arrived.  A database
+ * without the extension (or with a version that has no prune()) is skipped
+ * quietly; a LOG line is written only for runs that removed frames.
  *
  * SIGHUP rereads the configuration (prune_interval 0 pauses the worker);
  * SIGTERM ends it, also in the middle of a run, through the standard
@@ -48,8 +51,8 @@ static int	ds_prune_interval = PRUNE_INTERVAL_DEFAULT;
 
 typedef enum StepResult
 {
-	STEP_PRUNED,				/* frames removed: another step may find more */
-	STEP_DONE,					/* nothing (more) to remove */
+	STEP_FULL,					/* a full batch removed: more may be waiting */
+	STEP_CAUGHT_UP,				/* less than that: every stream is done */
 	STEP_NOT_INSTALLED			/* no datastreams.prune() in this database */
 } StepResult;
 
@@ -68,13 +71,15 @@ prune_installed(void)
 }
 
 /*
- * One transaction: SELECT datastreams.prune().  Errors propagate.
+ * One transaction: SELECT datastreams.prune(); *removed is what it
+ * removed.  Errors propagate.
  */
 static StepResult
-worker_step(int64 *pruned)
+worker_step(int64 *removed)
 {
-	StepResult	result = STEP_DONE;
+	StepResult	result = STEP_CAUGHT_UP;
 
+	*removed = 0;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -94,10 +99,11 @@ worker_step(int64 *pruned)
 			elog(ERROR, "SELECT datastreams.prune() failed");
 		n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 										&isnull));
-		if (!isnull && n > 0)
+		if (!isnull)
 		{
-			*pruned += n;
-			result = STEP_PRUNED;
+			*removed = n;
+			if (n >= ds_prune_batch_size())
+				result = STEP_FULL;
 		}
 	}
 
@@ -109,8 +115,8 @@ worker_step(int64 *pruned)
 }
 
 /*
- * One scheduled run: prune until nothing is left, the worker is paused or
- * an error ends the run (the next run tries again).
+ * One scheduled run: prune until every stream has caught up, the worker is
+ * paused or an error ends the run (the next run tries again).
  */
 static void
 prune_run(void)
@@ -125,6 +131,7 @@ prune_run(void)
 		for (;;)
 		{
 			StepResult	r;
+			int64		removed;
 
 			CHECK_FOR_INTERRUPTS();
 			if (ConfigReloadPending)
@@ -134,12 +141,16 @@ prune_run(void)
 				if (ds_prune_interval == 0)
 					break;
 			}
-			r = worker_step(&pruned);
+			r = worker_step(&removed);
 			if (r == STEP_NOT_INSTALLED)
 				elog(DEBUG1, "datastreams prune worker: extension datastreams (1.1 or later) is not installed in this database");
-			if (r != STEP_PRUNED)
+			if (removed > 0)
+			{
+				pruned += removed;
+				steps++;
+			}
+			if (r != STEP_FULL)
 				break;
-			steps++;
 		}
 	}
 	PG_CATCH();

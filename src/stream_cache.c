@@ -5,20 +5,45 @@
  *
  * Each frame needs its stream's account, status and SLA.  Reading the
  * streams table for every row would dominate the cost of an insert, so the
- * answers are kept in a hash table.  The streams trigger sends a relcache
- * invalidation for the streams table whenever a stream is created, changed
- * or deleted; the callback below then drops the whole cache in every
- * backend (stream changes are rare, frames are not).
- *
- * Streams are read with the latest committed state, not the transaction
- * snapshot, so a cached entry stays valid across transactions.
+ * answers are kept in a hash table.  Streams are read with the latest
+ * committed state, not the transaction snapshot, so a cached entry stays
+ * valid across transactions until its stream changes.
  *
  * Ids that name no stream are cached too (with a NULL account).  Besides
  * sparing the index probe, this makes a missing id cost what another
  * account's stream costs, for which the frames trigger and the API give
  * the same "not found": otherwise the time of a rejected insert would tell
- * a tenant which ids exist.  The cache is emptied when it grows past
- * STREAM_CACHE_MAX_ENTRIES, so probing random ids cannot grow it forever.
+ * a tenant which ids exist.  (Creating a stream reports its id like any
+ * other change, so a cached miss does not outlive it.)  The cache is
+ * emptied when it grows past STREAM_CACHE_MAX_ENTRIES, so probing random
+ * ids cannot grow it forever.
+ *
+ * Invalidation is per stream.  PostgreSQL's invalidation messages name a
+ * whole relation (or a catalog cache entry, which an extension cannot
+ * send), and dropping every backend's whole cache, relcache entry and
+ * cached plans whenever one tenant changes one stream halved the insert
+ * rate of everybody else.  Instead, shared memory holds a generation
+ * counter per partition of the stream id hash space.  Each cached entry
+ * remembers the generation of its partition when it was read, and a lookup
+ * that finds the partition's generation moved reads the stream again.  The
+ * streams trigger reports each changed stream (ds_stream_changed); its
+ * partition's generation is advanced then, so that this backend stops
+ * using what it cached, and again once the transaction has committed or
+ * aborted, after which every backend reads the stream's new (or restored)
+ * state.  The advance at commit runs after the commit became visible to new
+ * snapshots (transaction callbacks run after ProcArrayEndTransaction), and a
+ * lookup reads the generation before it takes the snapshot it reads the
+ * stream with, so an entry is never newer in generation than in content.
+ * Other streams of the partition are read again needlessly; with
+ * STREAM_CACHE_PARTITIONS partitions that is rare.
+ *
+ * A prepared transaction can be committed by another backend, where no
+ * callback of ours runs: PREPARE TRANSACTION therefore falls back to a
+ * relcache invalidation of the streams table, which PostgreSQL delivers at
+ * COMMIT PREPARED and which empties every backend's cache.  So does any
+ * other relcache invalidation of the table (TRUNCATE, ALTER TABLE, the
+ * extension's upgrade), and so does everything when the library is not
+ * preloaded and there is no shared memory.
  *
  *-------------------------------------------------------------------------
  */
@@ -28,6 +53,11 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "common/hashfn.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/ipc.h"
+#include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
@@ -39,12 +69,170 @@
 
 #include "datastreams.h"
 
+/* Partitions of the stream id hash space, each with a generation counter */
+#define STREAM_CACHE_PARTITIONS 4096
+
 #define STREAM_CACHE_MAX_ENTRIES 65536
+
+typedef struct StreamCacheShared
+{
+	pg_atomic_uint64 generation[STREAM_CACHE_PARTITIONS];
+} StreamCacheShared;
+
+typedef struct StreamCacheEntry
+{
+	CachedStream stream;		/* first: its id is the hash key */
+	uint64		generation;		/* of the partition, before the stream was read */
+} StreamCacheEntry;
+
+static StreamCacheShared *shared = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 static MemoryContext stream_cache_context = NULL;
 static HTAB *stream_cache = NULL;
 static Oid	cached_streams_relid = InvalidOid;
 static bool stream_cache_stale = false;
+
+/*
+ * Streams the current transaction changed, whose partitions advance again
+ * when it ends; past STREAM_CACHE_PARTITIONS of them every partition does.
+ */
+static pg_uuid_t *changed_streams = NULL;
+static int	changed_count = 0;
+static int	changed_allocated = 0;
+static bool changed_overflow = false;
+
+static void
+stream_cache_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(StreamCacheShared)));
+}
+
+static void
+stream_cache_shmem_startup(void)
+{
+	bool		found;
+	int			i;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	shared = ShmemInitStruct("datastreams stream cache", sizeof(StreamCacheShared), &found);
+	if (!found)
+		for (i = 0; i < STREAM_CACHE_PARTITIONS; i++)
+			pg_atomic_init_u64(&shared->generation[i], 0);
+	LWLockRelease(AddinShmemInitLock);
+}
+
+static inline uint32
+stream_hash(const pg_uuid_t *stream_id)
+{
+	/* the function hash_create() picks for HASH_BLOBS keys of this size */
+	return tag_hash(stream_id, sizeof(pg_uuid_t));
+}
+
+static inline pg_atomic_uint64 *
+partition_generation(uint32 hash)
+{
+	return &shared->generation[hash % STREAM_CACHE_PARTITIONS];
+}
+
+static void
+advance_changed_partitions(void)
+{
+	int			i;
+
+	if (shared == NULL)
+		return;
+	if (changed_overflow)
+		for (i = 0; i < STREAM_CACHE_PARTITIONS; i++)
+			pg_atomic_fetch_add_u64(&shared->generation[i], 1);
+	else
+		for (i = 0; i < changed_count; i++)
+			pg_atomic_fetch_add_u64(partition_generation(stream_hash(&changed_streams[i])), 1);
+}
+
+static void
+forget_changed_streams(void)
+{
+	/* the array lived in TopTransactionContext */
+	changed_streams = NULL;
+	changed_count = 0;
+	changed_allocated = 0;
+	changed_overflow = false;
+}
+
+/*
+ * The streams trigger reports every stream it changes or deletes.
+ */
+void
+ds_stream_changed(const pg_uuid_t *stream_id)
+{
+	if (shared == NULL)
+	{
+		/* no shared memory: every backend forgets every stream at commit */
+		CacheInvalidateRelcacheByRelid(ds_relations()->streams);
+		return;
+	}
+
+	/* this backend may have cached the old state, or our own change */
+	pg_atomic_fetch_add_u64(partition_generation(stream_hash(stream_id)), 1);
+
+	if (changed_overflow)
+		return;
+	if (changed_count >= STREAM_CACHE_PARTITIONS)
+	{
+		changed_overflow = true;
+		return;
+	}
+	if (changed_count == changed_allocated)
+	{
+		changed_allocated = changed_allocated == 0 ? 16 : changed_allocated * 2;
+		changed_streams = changed_streams == NULL ?
+			MemoryContextAlloc(TopTransactionContext, sizeof(pg_uuid_t) * changed_allocated) :
+			repalloc(changed_streams, sizeof(pg_uuid_t) * changed_allocated);
+	}
+	changed_streams[changed_count++] = *stream_id;
+}
+
+static void
+stream_cache_xact_callback(XactEvent event, void *arg)
+{
+	if (changed_count == 0 && !changed_overflow)
+		return;
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			/* delivered by PostgreSQL at COMMIT PREPARED, wherever it runs */
+			CacheInvalidateRelcacheByRelid(ds_relations()->streams);
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+			advance_changed_partitions();
+			forget_changed_streams();
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+stream_cache_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+							  SubTransactionId parentSubid, void *arg)
+{
+	/*
+	 * What this backend read inside the subtransaction may show changes now
+	 * rolled back.  The streams stay in the list: advancing them once more
+	 * at the end costs nothing.
+	 */
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		advance_changed_partitions();
+}
 
 static void
 stream_cache_callback(Datum arg, Oid relid)
@@ -67,7 +255,7 @@ stream_cache_create(void)
 		MemoryContextReset(stream_cache_context);
 
 	ctl.keysize = sizeof(pg_uuid_t);
-	ctl.entrysize = sizeof(CachedStream);
+	ctl.entrysize = sizeof(StreamCacheEntry);
 	ctl.hcxt = stream_cache_context;
 	stream_cache = hash_create("datastreams stream cache", 256, &ctl,
 							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
@@ -85,7 +273,8 @@ parse_stream_status(const char *status)
 }
 
 /*
- * Read one stream; false when it does not exist.
+ * Read one stream; false when it does not exist.  The account id is
+ * allocated in the cache's context.
  */
 static bool
 fetch_stream(const pg_uuid_t *stream_id, CachedStream *out)
@@ -135,7 +324,9 @@ fetch_stream(const pg_uuid_t *stream_id, CachedStream *out)
 CachedStream *
 ds_lookup_stream(const pg_uuid_t *stream_id)
 {
-	CachedStream *entry;
+	uint32		hash = stream_hash(stream_id);
+	uint64		generation = 0;
+	StreamCacheEntry *entry;
 	CachedStream fetched;
 	bool		exists;
 	bool		found;
@@ -143,9 +334,16 @@ ds_lookup_stream(const pg_uuid_t *stream_id)
 	if (stream_cache == NULL || stream_cache_stale)
 		stream_cache_create();
 
-	entry = hash_search(stream_cache, stream_id, HASH_FIND, NULL);
-	if (entry)
-		return entry->account_id ? entry : NULL;
+	if (shared != NULL)
+	{
+		generation = pg_atomic_read_u64(partition_generation(hash));
+		/* read the generation before anything the stream is read with */
+		pg_read_barrier();
+	}
+
+	entry = hash_search_with_hash_value(stream_cache, stream_id, hash, HASH_FIND, NULL);
+	if (entry && entry->generation == generation)
+		return entry->stream.account_id ? &entry->stream : NULL;
 
 	exists = fetch_stream(stream_id, &fetched);
 
@@ -176,20 +374,29 @@ ds_lookup_stream(const pg_uuid_t *stream_id)
 		if (exists)
 			fetched.account_id = MemoryContextStrdup(stream_cache_context, fetched.account_id);
 	}
-	entry = hash_search(stream_cache, stream_id, HASH_ENTER, &found);
+	entry = hash_search_with_hash_value(stream_cache, stream_id, hash, HASH_ENTER, &found);
+	if (found && entry->stream.account_id)
+		pfree(entry->stream.account_id);
+	entry->generation = generation;
+	entry->stream.account_id = exists ? fetched.account_id : NULL;
 	if (!exists)
-	{
-		entry->account_id = NULL;
 		return NULL;
-	}
-	entry->account_id = fetched.account_id;
-	entry->status = fetched.status;
-	entry->sla_ms = fetched.sla_ms;
-	return entry;
+	entry->stream.status = fetched.status;
+	entry->stream.sla_ms = fetched.sla_ms;
+	return &entry->stream;
 }
 
 void
 ds_stream_cache_init(void)
 {
+	if (process_shared_preload_libraries_in_progress)
+	{
+		prev_shmem_request_hook = shmem_request_hook;
+		shmem_request_hook = stream_cache_shmem_request;
+		prev_shmem_startup_hook = shmem_startup_hook;
+		shmem_startup_hook = stream_cache_shmem_startup;
+	}
 	CacheRegisterRelcacheCallback(stream_cache_callback, (Datum) 0);
+	RegisterXactCallback(stream_cache_xact_callback, NULL);
+	RegisterSubXactCallback(stream_cache_subxact_callback, NULL);
 }

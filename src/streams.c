@@ -20,7 +20,6 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/formatting.h"
-#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
@@ -225,8 +224,22 @@ datastreams_streams_trigger(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("datastreams_streams_trigger: must be fired before each row")));
 
-	/* Every backend's stream cache forgets streams when this commits */
-	CacheInvalidateRelcache(trigdata->tg_relation);
+	inserting = TRIGGER_FIRED_BY_INSERT(trigdata->tg_event);
+	desc = RelationGetDescr(trigdata->tg_relation);
+	stream_columns(desc, &c);
+
+	/*
+	 * Every backend's stream cache forgets this stream (and only it) when
+	 * the change commits or rolls back.  (A new stream's id is known below.)
+	 */
+	if (!inserting)
+	{
+		bool		isnull;
+		Datum		id = heap_getattr(trigdata->tg_trigtuple, c.id + 1, desc, &isnull);
+
+		if (!isnull)
+			ds_stream_changed(DatumGetUUIDP(id));
+	}
 
 	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
 	{
@@ -234,10 +247,7 @@ datastreams_streams_trigger(PG_FUNCTION_ARGS)
 		return PointerGetDatum(trigdata->tg_trigtuple);
 	}
 
-	inserting = TRIGGER_FIRED_BY_INSERT(trigdata->tg_event);
 	tuple = inserting ? trigdata->tg_trigtuple : trigdata->tg_newtuple;
-	desc = RelationGetDescr(trigdata->tg_relation);
-	stream_columns(desc, &c);
 
 	values = palloc(sizeof(Datum) * desc->natts);
 	nulls = palloc(sizeof(bool) * desc->natts);
@@ -264,6 +274,8 @@ datastreams_streams_trigger(PG_FUNCTION_ARGS)
 			values[c.id] = UUIDPGetDatum(id);
 			nulls[c.id] = false;
 		}
+		/* its own transaction may cache it, and then roll it back */
+		ds_stream_changed(DatumGetUUIDP(values[c.id]));
 		if (nulls[c.account_id] && (account = ds_current_account()) != NULL)
 		{
 			values[c.account_id] = CStringGetTextDatum(account);

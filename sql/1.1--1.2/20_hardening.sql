@@ -246,10 +246,14 @@ BEGIN
 		n := datastreams.prune();
 		pruned := pruned OPERATOR(pg_catalog.+) n;
 		COMMIT;
-		EXIT WHEN n OPERATOR(pg_catalog.=) 0;
+		-- less than a full batch: every stream has caught up (waiting for a
+		-- step that deletes nothing never ended under steady ingest)
+		EXIT WHEN n OPERATOR(pg_catalog.<)
+			pg_catalog.current_setting('datastreams.prune_batch_size')::pg_catalog.int8;
 	END LOOP;
 END
 $$;
+COMMENT ON PROCEDURE datastreams.prune_all(bigint) IS 'call prune() until a step deletes less than datastreams.prune_batch_size frames, committing after each step; pruned is the total (administrators)';
 
 
 -- (end of hardening)

@@ -22,7 +22,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-our @EXPORT = qw(new_ds_node listen_program start_client stop_client
+our @EXPORT = qw(new_ds_node listen_program start_client spawn_client stop_client
   client_frames frames_in_table wait_until check_delivery);
 
 my %children;					# pid => description, for the END cleanup
@@ -31,13 +31,14 @@ my %children;					# pid => description, for the END cleanup
 # no client is left behind, and the node is stopped.
 $SIG{$_} //= sub { exit 1 } for qw(TERM INT HUP);
 
-# A started node with datastreams preloaded and created in db postgres.
+# A started node with datastreams preloaded and created in db postgres;
+# %init goes to PostgreSQL::Test::Cluster's init (e.g. allows_streaming).
 sub new_ds_node
 {
-	my ($name) = @_;
+	my ($name, %init) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
 
-	$node->init;
+	$node->init(%init);
 	$node->append_conf(
 		'postgresql.conf', qq{
 shared_preload_libraries = 'datastreams'
@@ -70,8 +71,15 @@ sub listen_program
 sub start_client
 {
 	my ($node, $role, $out, $err, @args) = @_;
-	my @cmd = (listen_program(), @args,
-		$node->connstr('postgres') . " user=$role");
+	return spawn_client($node->connstr('postgres') . " user=$role",
+		$out, $err, @args);
+}
+
+# The same with any connection string (several hosts, for instance).
+sub spawn_client
+{
+	my ($conninfo, $out, $err, @args) = @_;
+	my @cmd = (listen_program(), @args, $conninfo);
 
 	note "starting: @cmd > $out";
 	my $pid = fork;
@@ -113,6 +121,8 @@ sub stop_client
 
 END
 {
+	# waitpid sets $?, which is the test's exit status here
+	local $?;
 	kill 'KILL', $_ for keys %children;
 	waitpid($_, 0) for keys %children;
 }
@@ -165,16 +175,21 @@ sub wait_until
 }
 
 # The delivery contract for one stream: the client lines (in output order)
-# are exactly the committed frames, each once, in ascending sequence order.
+# are exactly the committed frames, each once, in ascending sequence order;
+# each line is the frame's row_to_json() with "sequence_text", the same
+# digits as "sequence", right after it.
 sub check_delivery
 {
 	my ($label, $lines, $expected) = @_;
-	my (%seen_id, @seq, $dups, $undecodable);
+	my (%seen_id, @seq, @bare);
+	my ($dups, $undecodable, $no_text) = (0, 0, 0);
 
-	$dups = 0;
-	$undecodable = 0;
 	for my $l (@$lines)
 	{
+		my $bare = $l;
+		$no_text++
+		  unless $bare =~ s/("sequence":(\d+)),"sequence_text":"\2"/$1/;
+		push @bare, $bare;
 		my $f = eval { decode_json($l) };
 		if (!defined $f)
 		{
@@ -190,11 +205,13 @@ sub check_delivery
 		$ascending = 0 if $seq[$i] <= $seq[ $i - 1 ];
 	}
 	is($undecodable, 0, "$label: every output line is a JSON object");
+	is($no_text, 0,
+		"$label: every line has sequence_text, the digits of sequence, after it");
 	is($dups, 0, "$label: no frame printed twice");
 	ok($ascending, "$label: sequences strictly ascending");
 	is(scalar(@$lines), scalar(@$expected),
 		"$label: as many frames printed as committed");
-	is_deeply($lines, $expected,
+	is_deeply(\@bare, $expected,
 		"$label: output equals the committed frames (row_to_json, sequence order)");
 }
 

@@ -182,6 +182,8 @@ my $client1 = start_client($node, $app, $out1, $err1,
 
 my $writers = start_writers(120);
 wait_for_more_frames(400);
+# locked out only once it has connected (a first connection refused is final)
+ok(wait_until(sub { scalar(client_frames($out1)) > 0 }), 'the client prints frames');
 $node->safe_psql('postgres', "ALTER ROLE $app NOLOGIN");
 $node->restart;
 isnt(wait_writers($writers), 0, 'the restart interrupted the writers');
