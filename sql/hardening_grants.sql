@@ -44,7 +44,7 @@ SELECT t.tbl, r.who,
 	   string_agg(m.mode || '=' || pg_temp.try_as(r.role, r.account,
 			format('LOCK TABLE datastreams.%I IN %s MODE', t.tbl, m.mode)), ', ' ORDER BY m.ord) AS outcomes
   FROM unnest(ARRAY['accounts', 'trusted_roles', 'streams', 'frames', 'stream_state', 'stream_health',
-				   'consumers', 'consumer_positions', 'consumer_lag'])
+				   'consumers', 'consumer_positions', 'consumer_lag', 'api_token_hashes', 'api_tokens'])
 	   WITH ORDINALITY AS t(tbl, tord)
  CROSS JOIN (VALUES (1, 'tenant', 'regress_hg_tenant', ''),
 					(2, 'app', 'regress_hg_app', 'regress_hg_a'),
@@ -70,10 +70,11 @@ SELECT a.attname
    AND has_column_privilege('regress_hg_none', a.attrelid, a.attnum, 'UPDATE')
  ORDER BY a.attnum;
 -- and every column of every table stays readable (a column added later
--- without the grants would fail here)
+-- without the grants would fail here), but for the administrators' tables
 SELECT c.relname, a.attname
   FROM pg_class AS c JOIN pg_attribute AS a ON a.attrelid = c.oid
- WHERE c.relnamespace = 'datastreams'::regnamespace AND c.relkind = 'r' AND c.relname <> 'trusted_roles'
+ WHERE c.relnamespace = 'datastreams'::regnamespace AND c.relkind = 'r'
+   AND c.relname NOT IN ('trusted_roles', 'api_token_hashes')
    AND a.attnum > 0 AND NOT a.attisdropped
    AND NOT has_column_privilege('regress_hg_none', c.oid, a.attnum, 'SELECT');
 

@@ -4,7 +4,7 @@
 #	  pg_dump / pg_restore of a database using datastreams: accounts bound
 #	  to roles, trusted roles, streams (active, paused, with an SLA and late
 #	  frames), frames, the latest-frame pointers, consumers and their
-#	  positions come back identical,
+#	  positions and the API token hashes come back identical,
 #	  with row-level security still forced and still separating tenants.
 #
 # The extension's tables are registered with pg_extension_config_dump, so
@@ -107,6 +107,13 @@ SELECT datastreams.create_consumer('sla only', ARRAY['$sla']::uuid[]);
 });
 $node->safe_psql('source', "DELETE FROM datastreams.frames WHERE stream_id = '$sla' AND sequence = 10");
 
+# API tokens of the HTTP gateway (only their hashes are stored), one revoked
+my $api_token = $node->safe_psql('source', q{
+SELECT datastreams.revoke_api_token(id) FROM datastreams.create_api_token('acct-b', 'old');
+SELECT token FROM datastreams.create_api_token('acct-a', 'deploy');
+});
+$api_token =~ s/^t\n//;
+
 # Every row of every table of the extension, in a stable order
 my %tables = (
 	accounts => 'id',
@@ -115,7 +122,8 @@ my %tables = (
 	frames => 'stream_id, sequence',
 	stream_state => 'stream_id',
 	consumers => 'account_id, name',
-	consumer_positions => 'account_id, consumer, stream_id');
+	consumer_positions => 'account_id, consumer, stream_id',
+	api_token_hashes => 'id');
 
 sub table_digests
 {
@@ -176,14 +184,16 @@ is($restored->{$_}, $source->{$_}, "$_: every row restored unchanged") for sort 
 is( $node->safe_psql('restored', q{
 SELECT string_agg(relname || ':' || relrowsecurity || ',' || relforcerowsecurity, ' ' ORDER BY relname)
   FROM pg_class WHERE relnamespace = 'datastreams'::regnamespace AND relkind = 'r'}),
-	'accounts:true,true consumer_positions:true,true consumers:true,true frames:true,true stream_state:true,true streams:true,true trusted_roles:true,true',
+	'accounts:true,true api_token_hashes:true,true consumer_positions:true,true consumers:true,true frames:true,true stream_state:true,true streams:true,true trusted_roles:true,true',
 	'row-level security enabled and forced on every table');
 is( $node->safe_psql('restored', q{
 SELECT string_agg(c.relname || '.' || p.polname, ' ' ORDER BY c.relname, p.polname)
   FROM pg_policy AS p JOIN pg_class AS c ON c.oid = p.polrelid
  WHERE c.relnamespace = 'datastreams'::regnamespace}),
-	'accounts.accounts_admin accounts.accounts_tenant consumer_positions.consumer_positions_tenant consumers.consumers_tenant frames.frames_tenant stream_state.stream_state_tenant streams.streams_tenant trusted_roles.trusted_roles_admin',
+	'accounts.accounts_admin accounts.accounts_tenant api_token_hashes.api_token_hashes_admin consumer_positions.consumer_positions_tenant consumers.consumers_tenant frames.frames_tenant stream_state.stream_state_tenant streams.streams_tenant trusted_roles.trusted_roles_admin',
 	'the policies');
+is($node->safe_psql('restored', "SELECT datastreams.resolve_api_token('$api_token')"), 'acct-a',
+	'an API token made before the dump still resolves to its account');
 is( $node->safe_psql('restored', q{
 SELECT has_function_privilege('regress_dr_a', 'datastreams.create_account(text, regrole)', 'EXECUTE'),
 	   has_table_privilege('regress_dr_a', 'datastreams.streams', 'INSERT'),
