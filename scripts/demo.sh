@@ -157,7 +157,7 @@ what_next() {
 		Connect as the application role, acting for account '$DEMO_ACCOUNT':
 		  PGOPTIONS='-c datastreams.account_id=$DEMO_ACCOUNT' psql -h $DEMO_DIR -p $DEMO_PORT -U $DEMO_ROLE -d $DEMO_DB
 		Watch the stream live (Ctrl-C to stop):
-		  PGHOST=$DEMO_DIR PGPORT=$DEMO_PORT PGDATABASE=$DEMO_DB PGUSER=$DEMO_ROLE $LISTEN_BIN --account $DEMO_ACCOUNT --stream $STREAM_ID
+		  PGHOST=$DEMO_DIR PGPORT=$DEMO_PORT PGDATABASE=$DEMO_DB PGUSER=$DEMO_ROLE datastreams-listen --account $DEMO_ACCOUNT --stream $STREAM_ID
 		Stop the server:
 		  ${as_pg}$DS_PGBIN/pg_ctl -D $DATADIR stop
 		Run the demo again (recreates database $DEMO_DB):
