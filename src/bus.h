@@ -30,7 +30,6 @@ extern bool ds_publisher_reserve(LedgerStream **streams, int count);
 extern void ds_publisher_hand_over(LedgerStream **streams, int count);
 extern void ds_publisher_release(void);
 extern bool ds_publisher_usable(void);
-extern void ds_publisher_counts(uint64 *published, uint64 *taken_over);
 extern void ds_publisher_init(void);
 extern PGDLLEXPORT void datastreams_publisher_main(Datum main_arg);
 

@@ -122,12 +122,6 @@ launcher_shmem_startup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
-bool
-ds_workers_preloaded(void)
-{
-	return shared != NULL;
-}
-
 int
 ds_database_slots(void)
 {

@@ -230,10 +230,7 @@ ds_ledger_stream_changed(const pg_uuid_t *stream_id, const char *account_id,
 	{
 		entry = hash_search(accounts, account_id, HASH_ENTER, &found);
 		if (!found)
-		{
-			entry->in_use = true;
 			memset(&entry->t, 0, sizeof(AccountTally));
-		}
 		remember(&entry->t, sizeof(AccountTally));
 		if (created)
 			entry->t.created++;
@@ -285,12 +282,6 @@ ds_ledger_streams(int *count)
 			result[n++] = entry;
 	*count = n;
 	return result;
-}
-
-int
-ds_ledger_stream_count(void)
-{
-	return ledger_used ? streams_in_use : 0;
 }
 
 LedgerAccount **

@@ -51,7 +51,6 @@ typedef struct AccountTally
 typedef struct LedgerAccount
 {
 	char		account_id[DS_ACCOUNT_KEY_LEN]; /* hash key */
-	bool		in_use;
 	AccountTally t;
 } LedgerAccount;
 
@@ -73,7 +72,6 @@ extern void ds_ledger_stream_changed(const pg_uuid_t *stream_id, const char *acc
 									 bool created);
 
 /* For the consumers called at commit */
-extern int	ds_ledger_stream_count(void);
 extern LedgerStream **ds_ledger_streams(int *count);
 extern LedgerAccount **ds_ledger_accounts(int *count);
 extern LedgerChange *ds_ledger_changes(int *count, int64 *not_listed);

@@ -85,8 +85,6 @@ typedef struct PublisherRing
 	uint64		head;			/* next position to reserve */
 	uint64		tail;			/* next position to publish */
 	uint64		committed;		/* positions before this are announced */
-	uint64		published;		/* notifications sent, for metrics */
-	uint64		taken_over;		/* entries writers announced themselves */
 	HandOver	entries[RING_SIZE];
 } PublisherRing;
 
@@ -205,7 +203,6 @@ take_over(PublisherRing *ring)
 		ring->tail++;
 	}
 	ring->committed = Max(ring->committed, ring->tail);
-	ring->taken_over += n;
 	LWLockRelease(ds_workers_lock());
 
 	for (i = 0; i < n; i++)
@@ -343,7 +340,6 @@ publish_batch(PublisherRing *ring, HandOver *batch)
 {
 	int			n = 0;
 	int			i;
-	int64		sent = 0;
 	uint64		upto;
 
 	LWLockAcquire(ds_workers_lock(), LW_EXCLUSIVE);
@@ -369,7 +365,7 @@ publish_batch(PublisherRing *ring, HandOver *batch)
 			ds_metrics_notifications_skipped(n);
 		else
 			for (i = 0; i < n; i++)
-				sent += ds_notify_range(&batch[i].stream_id, batch[i].first_sequence,
+				(void) ds_notify_range(&batch[i].stream_id, batch[i].first_sequence,
 										batch[i].last_sequence, batch[i].count,
 										&batch[i].last_id, batch[i].last_status,
 										GetActiveSnapshot());
@@ -390,7 +386,6 @@ publish_batch(PublisherRing *ring, HandOver *batch)
 
 	LWLockAcquire(ds_workers_lock(), LW_EXCLUSIVE);
 	ring->committed = Max(ring->committed, upto);
-	ring->published += sent;
 	ring->heartbeat = GetCurrentTimestamp();
 	LWLockRelease(ds_workers_lock());
 	return n;
@@ -531,24 +526,6 @@ datastreams_publisher_main(Datum main_arg)
 			heartbeat(ring);
 		}
 	}
-}
-
-/* Notifications the publishers sent and entries writers took over */
-void
-ds_publisher_counts(uint64 *published, uint64 *taken_over)
-{
-	int			i;
-
-	*published = *taken_over = 0;
-	if (rings == NULL)
-		return;
-	LWLockAcquire(ds_workers_lock(), LW_SHARED);
-	for (i = 0; i < ds_database_slots(); i++)
-	{
-		*published += rings[i].published;
-		*taken_over += rings[i].taken_over;
-	}
-	LWLockRelease(ds_workers_lock());
 }
 
 void

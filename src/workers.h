@@ -37,7 +37,6 @@ extern LWLock *ds_workers_lock(void);
 extern int	ds_find_database_slot(Oid dbid);
 extern void ds_worker_attach(int slot, bool publisher);
 extern void ds_worker_set_state(int slot, DatabaseState state);
-extern bool ds_workers_preloaded(void);
 extern void ds_launcher_init(void);
 extern PGDLLEXPORT void datastreams_launcher_main(Datum main_arg);
 
