@@ -10,10 +10,18 @@
  * writers a NOTIFY per transaction caps ingest.  With the library preloaded
  * a writer does not notify: it reserves room in its database's hand-over
  * ring before commit and, once committed, fills it with one entry per
- * stream (first and last sequence, how many frames).  The publisher,
- * woken through its latch, announces the entries in one transaction by
- * reading the frames back (notify.c: the same notifications the writer
- * would have sent), then folds the streams' counters (stream_state.c).
+ * stream (first and last sequence, how many frames).  The publisher
+ * announces the entries in one transaction by reading the frames back
+ * (notify.c: the same notifications the writer would have sent), then
+ * folds the streams' counters (stream_state.c).
+ *
+ * Waking the publisher costs the writer a kill() and both of them a context
+ * switch, more than the rest of the hand-over, and a wake-up per commit
+ * means a publisher transaction per commit.  So while entries keep coming
+ * the publisher polls the ring every POLL_INTERVAL_MS and says so in the
+ * ring (polling); writers set its latch only when it does not poll.  Ring
+ * entries wait at most that long, and the publisher's transactions carry
+ * every commit of the interval.
  *
  * Order: a stream's entries enter the ring in commit order (the writer
  * fills its entry before its stream lock is released) and leave it in ring
@@ -57,8 +65,11 @@
 #define PUBLISH_BATCH 1024
 #define PUBLISHER_TIMEOUT_DEFAULT 1000	/* ms */
 #define FOLD_INTERVAL_MS 1000
+#define FOLD_CHECK_MS 100
 #define FOLDS_PER_ROUND 256
 #define IDLE_WAIT_MS 100
+#define POLL_INTERVAL_MS 1
+#define POLL_IDLE_ROUNDS 20
 
 typedef enum HandOverState
 {
@@ -85,6 +96,8 @@ typedef struct PublisherRing
 	uint64		head;			/* next position to reserve */
 	uint64		tail;			/* next position to publish */
 	uint64		committed;		/* positions before this are announced */
+	bool		polling;		/* the publisher looks again within
+								 * POLL_INTERVAL_MS without being woken */
 	HandOver	entries[RING_SIZE];
 } PublisherRing;
 
@@ -266,7 +279,7 @@ settle_reservation(LedgerStream **streams, HandOverState state)
 		}
 		h->state = state;
 	}
-	latch = ring->latch;
+	latch = ring->polling ? NULL : ring->latch;
 	LWLockRelease(ds_workers_lock());
 	reserved_count = 0;
 	if (latch && state == HAND_OVER_FILLED)
@@ -310,6 +323,7 @@ publisher_detach(int code, Datum arg)
 
 	LWLockAcquire(ds_workers_lock(), LW_EXCLUSIVE);
 	ring->latch = NULL;
+	ring->polling = false;
 	/* what was taken out and not committed is lost (wake-ups only) */
 	ring->committed = ring->tail;
 	LWLockRelease(ds_workers_lock());
@@ -393,18 +407,23 @@ publish_batch(PublisherRing *ring, HandOver *batch)
 
 /*
  * Fold the counters of streams that received frames, each at most once a
- * second, skipping a stream a writer is folding itself.
+ * second, skipping a stream a writer is folding itself.  Looks for such
+ * streams every FOLD_CHECK_MS, not every round: a round can be as short
+ * as the poll interval, and each look is a transaction.
  */
 static void
 fold_due_streams(void)
 {
+	static TimestampTz last_check = 0;
 	HASH_SEQ_STATUS seq;
 	PendingFold *f;
 	TimestampTz now = GetCurrentTimestamp();
 	int			n = 0;
 
-	if (hash_get_num_entries(folds) == 0)
+	if (hash_get_num_entries(folds) == 0 ||
+		!TimestampDifferenceExceeds(last_check, now, FOLD_CHECK_MS))
 		return;
+	last_check = now;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -436,6 +455,25 @@ fold_due_streams(void)
 			(void) hash_search(folds, &f->stream_id, HASH_REMOVE, NULL);
 }
 
+/*
+ * Before sleeping: tell writers whether to wake the publisher.  When it
+ * stops polling, an entry a writer filled while it still polled (and so
+ * did not set the latch) must not wait for the idle timeout: false then,
+ * and the caller publishes at once.
+ */
+static bool
+wait_for_entries(PublisherRing *ring, bool polling)
+{
+	bool		ready;
+
+	LWLockAcquire(ds_workers_lock(), LW_EXCLUSIVE);
+	ring->polling = polling;
+	ready = ring->tail < ring->head &&
+		ring->entries[ring->tail % RING_SIZE].state != HAND_OVER_RESERVED;
+	LWLockRelease(ds_workers_lock());
+	return polling || !ready;
+}
+
 void
 datastreams_publisher_main(Datum main_arg)
 {
@@ -445,6 +483,7 @@ datastreams_publisher_main(Datum main_arg)
 	MemoryContext work;
 	HASHCTL		ctl;
 	TimestampTz last_check = 0;
+	int			idle_rounds = POLL_IDLE_ROUNDS;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -520,8 +559,12 @@ datastreams_publisher_main(Datum main_arg)
 
 		if (n < PUBLISH_BATCH)
 		{
+			idle_rounds = n > 0 ? 0 : idle_rounds + 1;
+			if (!wait_for_entries(ring, idle_rounds < POLL_IDLE_ROUNDS))
+				continue;
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 IDLE_WAIT_MS, PG_WAIT_EXTENSION);
+							 idle_rounds < POLL_IDLE_ROUNDS ? POLL_INTERVAL_MS : IDLE_WAIT_MS,
+							 PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
 			heartbeat(ring);
 		}
