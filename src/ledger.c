@@ -25,8 +25,10 @@
  * its own.  Transactions without savepoints never copy anything.
  *
  * The stream table outlives transactions so that single-frame
- * transactions do not build a hash table each time; it is rebuilt when a
- * transaction has made it large.
+ * transactions do not build a hash table each time, and so that the next
+ * transaction's read of a stream's latest sequence starts from the one
+ * this backend saw last (a guess, checked by the read); it is rebuilt when
+ * a transaction has made it large.
  *
  *-------------------------------------------------------------------------
  */
@@ -151,6 +153,7 @@ ds_ledger_stream(const pg_uuid_t *stream_id, const char *account_id, bool *locke
 	{
 		if (found && entry->account_id)
 			pfree(entry->account_id);
+		entry->seen_latest = found && entry->t.latest_known ? entry->t.latest : 0;
 		entry->in_use = true;
 		entry->account_id = MemoryContextStrdup(ledger_context, account_id);
 		memset(&entry->t, 0, sizeof(StreamTally));
@@ -178,7 +181,7 @@ ds_ledger_latest(LedgerStream *entry)
 	if (!entry->t.latest_known)
 	{
 		remember(&entry->t, sizeof(StreamTally));
-		entry->t.latest = ds_read_latest_sequence(&entry->stream_id);
+		entry->t.latest = ds_read_latest_sequence(&entry->stream_id, entry->seen_latest);
 		entry->t.latest_known = true;
 		if (entry->t.count == 0)
 			entry->t.latest_before = entry->t.latest;

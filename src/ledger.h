@@ -37,6 +37,8 @@ typedef struct LedgerStream
 	pg_uuid_t	stream_id;		/* hash key */
 	bool		in_use;			/* entered by the current transaction */
 	char	   *account_id;
+	int64		seen_latest;	/* the latest sequence an earlier
+								 * transaction knew, 0 for none: a guess */
 	StreamTally t;
 } LedgerStream;
 

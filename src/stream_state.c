@@ -89,12 +89,19 @@ ds_lock_stream(const pg_uuid_t *stream_id, int streams_locked)
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 }
 
+typedef enum ProbeRange
+{
+	PROBE_STREAM,				/* every frame of the stream */
+	PROBE_FROM,					/* frames with sequence >= the one given */
+	PROBE_EXACT					/* the frame with the sequence given */
+} ProbeRange;
+
 /*
  * Scan a stream's frames through the (stream_id, sequence) index with a
- * dirty snapshot: from the highest sequence down, or the one sequence.
+ * dirty snapshot, from the highest sequence in the range down.
  */
 static bool
-probe_frames(const pg_uuid_t *stream_id, bool exact, int64 sequence, int64 *found_sequence)
+probe_frames(const pg_uuid_t *stream_id, ProbeRange range, int64 sequence, int64 *found_sequence)
 {
 	const DsRelations *rels = ds_relations();
 	SnapshotData dirty;
@@ -102,6 +109,7 @@ probe_frames(const pg_uuid_t *stream_id, bool exact, int64 sequence, int64 *foun
 	Relation	index;
 	IndexScanDesc scan;
 	ScanKeyData keys[2];
+	int			nkeys = range == PROBE_STREAM ? 1 : 2;
 	TupleTableSlot *slot;
 	bool		found = false;
 
@@ -110,9 +118,12 @@ probe_frames(const pg_uuid_t *stream_id, bool exact, int64 sequence, int64 *foun
 	index = index_open(rels->frames_stream_sequence_index, AccessShareLock);
 	slot = table_slot_create(heap, NULL);
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(stream_id));
-	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(sequence));
-	scan = index_beginscan(heap, index, &dirty, exact ? 2 : 1, 0);
-	index_rescan(scan, keys, exact ? 2 : 1, NULL, 0);
+	if (range == PROBE_EXACT)
+		ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(sequence));
+	else
+		ScanKeyInit(&keys[1], 2, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(sequence));
+	scan = index_beginscan(heap, index, &dirty, nkeys, 0);
+	index_rescan(scan, keys, nkeys, NULL, 0);
 	if (index_getnext_slot(scan, BackwardScanDirection, slot))
 	{
 		found = true;
@@ -137,20 +148,32 @@ probe_frames(const pg_uuid_t *stream_id, bool exact, int64 sequence, int64 *foun
 	return found;
 }
 
-/* The highest sequence the stream has, 0 when it has no frames */
+/*
+ * The highest sequence the stream has, 0 when it has no frames.
+ *
+ * A backward index scan reads every matching item of the leaf page it
+ * starts on before it returns the first, which for a stream of many frames
+ * is a page of them.  A guess of the answer (the latest sequence this
+ * backend saw in the stream; 0 for none) bounds the scan from below, so
+ * that usually it reads one item.  The guess may be wrong either way: when
+ * nothing is at or above it, the whole stream is scanned; the answer is
+ * exact in every case.
+ */
 int64
-ds_read_latest_sequence(const pg_uuid_t *stream_id)
+ds_read_latest_sequence(const pg_uuid_t *stream_id, int64 guess)
 {
 	int64		latest = 0;
 
-	(void) probe_frames(stream_id, false, 0, &latest);
+	if (guess > 0 && probe_frames(stream_id, PROBE_FROM, guess, &latest))
+		return latest;
+	(void) probe_frames(stream_id, PROBE_STREAM, 0, &latest);
 	return latest;
 }
 
 bool
 ds_sequence_stored(const pg_uuid_t *stream_id, int64 sequence)
 {
-	return probe_frames(stream_id, true, sequence, NULL);
+	return probe_frames(stream_id, PROBE_EXACT, sequence, NULL);
 }
 
 /*

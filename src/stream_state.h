@@ -17,7 +17,7 @@
 
 extern void ds_stream_locktag(LOCKTAG *tag, const pg_uuid_t *stream_id, uint16 lock_class);
 extern void ds_lock_stream(const pg_uuid_t *stream_id, int streams_locked);
-extern int64 ds_read_latest_sequence(const pg_uuid_t *stream_id);
+extern int64 ds_read_latest_sequence(const pg_uuid_t *stream_id, int64 guess);
 extern bool ds_sequence_stored(const pg_uuid_t *stream_id, int64 sequence);
 extern void ds_fold_stream_states(LedgerStream **streams, int count);
 extern bool ds_fold_stream_state(const pg_uuid_t *stream_id, bool wait);
