@@ -1,0 +1,165 @@
+#-------------------------------------------------------------------------
+#
+# 207_scaleout_autofailover.pl
+#	  Failover of a shard managed by pg_auto_failover, reached through
+#	  PgBouncer: shard0 is a formation (monitor, primary, synchronous
+#	  standby, run by pg_autoctl, both nodes preloading datastreams); the
+#	  proxy's map names a PgBouncer (transaction pooling) for it, and
+#	  PgBouncer is pointed at the primary the monitor names, because
+#	  PgBouncer cannot choose the writable host of a list itself.  A writer
+#	  keeps writing through the proxy; shard0's primary is lost (keeper and
+#	  postgres stopped at once); the monitor, with short health checks,
+#	  promotes the standby: writes resume within 5 s, every acknowledged
+#	  frame is on the new primary, the traffic went through PgBouncer, and
+#	  a call after a remote error reconnects through it.
+#
+#-------------------------------------------------------------------------
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time sleep);
+use ScaleoutHelper;
+
+END { stop_services() }
+
+# A lost primary is declared unhealthy after about 1 s and replaced 1 s
+# later (defaults: about 20 s and 30 s more).
+my $monitor = start_autoctl_monitor(
+	'monitor',
+	'pgautofailover.health_check_period' => 1000,
+	'pgautofailover.health_check_timeout' => 1000,
+	'pgautofailover.health_check_max_retries' => 1,
+	'pgautofailover.health_check_retry_delay' => 200,
+	'pgautofailover.node_considered_unhealthy_timeout' => 1000,
+	'pgautofailover.primary_demote_timeout' => 1000,
+	'pgautofailover.startup_grace_period' => 1000);
+my $node_a = start_autoctl_node($monitor, 'node_a');
+autoctl_psql(
+	$node_a, qq{
+CREATE EXTENSION datastreams;
+CREATE EXTENSION datastreams_shard;
+CREATE ROLE $ScaleoutHelper::ROUTER LOGIN PASSWORD '$ScaleoutHelper::ROUTER_PASSWORD';
+SELECT datastreams_shard.authorize_router('$ScaleoutHelper::ROUTER');
+});
+my $node_b = start_autoctl_node($monitor, 'node_b');
+ok( poll_autoctl(
+		$node_a,
+		q{SELECT sync_state FROM pg_stat_replication WHERE application_name LIKE 'pgautofailover_standby_%'},
+		'quorum'),
+	'pg_auto_failover made node_b a synchronous standby of node_a');
+is(autoctl_psql($node_b, 'SHOW shared_preload_libraries'),
+	'datastreams', 'the standby preloads datastreams too');
+
+my $bouncer = start_pgbouncer('bouncer0', '127.0.0.1', $node_a->{port});
+my $shard1 = new_shard('shard1');
+my $proxy = new_proxy('proxy', 8, "host=127.0.0.1 port=$bouncer->{port} dbname=postgres",
+	$shard1);
+add_tenants($proxy, 'datastreams_proxy');
+my ($on0, $on1) = map {
+	$proxy->safe_psql('postgres',
+		"SELECT id FROM datastreams_proxy.create_stream('s$_', 'F', partition_hash => $_)",
+		extra_params => [ '-U', 'regress_tenant_a' ])
+} (2, 3);
+
+my ($writer, $werr) = start_writer($proxy, 'regress_tenant_a', 8, 'others', $on0, $on1);
+sleep 2;
+my $crash_ms = int(time * 1000);
+crash_autoctl_node($node_a);
+
+# What an operator's follower does: PgBouncer follows the primary the
+# monitor names.
+my $repointed_ms;
+while ($writer->pumpable)
+{
+	my $primary = autoctl_primary($monitor);
+	if (defined $primary && $primary ne '' && $primary ne $bouncer->{target})
+	{
+		repoint_pgbouncer($bouncer, split / /, $primary);
+		$repointed_ms = int(time * 1000);
+	}
+	eval { $writer->pump_nb };
+	sleep 0.05;
+}
+$writer->finish;
+ok(!$writer->result, 'the writer ran to its end')
+  or diag(join "\n", grep { /ERROR/ } split /\n/, $$werr);
+is($bouncer->{target}, "127.0.0.1 $node_b->{port}", 'PgBouncer now points at node_b');
+
+# The monitor's own times: when it declared node_a unhealthy and when
+# node_b reported itself the writable primary (wait_primary: a primary
+# without a standby, writes no longer wait for one).
+my ($unhealthy_ms, $promoted_ms) = split /\|/, autoctl_psql(
+	$monitor, q{
+SELECT (SELECT floor(extract(epoch FROM max(eventtime)) * 1000) FROM pgautofailover.event
+		WHERE nodename = 'node_a' AND description LIKE '%marked as unhealthy%'),
+	(SELECT floor(extract(epoch FROM min(eventtime)) * 1000) FROM pgautofailover.event
+		WHERE nodename = 'node_b' AND reportedstate = 'wait_primary')});
+
+my $log = writer_log($$werr);
+my @acked = map { $log->{acked}{$_} // [] } 1, 2;
+# The outage begins with the first call to shard0 that fails; writes
+# resume with the next acknowledgement.
+my ($failed_ms) = $$werr =~ /NOTICE:  refused 1 \d+ (\d+)/;
+my ($resumed_ms) = grep { $_ > ($failed_ms // 0) } @{ $log->{ack_ms}{1} // [] };
+note(sprintf('crash -> first failed call %s ms, -> unhealthy %s ms, -> promoted %s ms,'
+	  . ' -> PgBouncer repointed %s ms, -> writes resumed %s ms; failed calls %d/%d;'
+	  . ' acknowledged %d/%d',
+	map({ defined $_ && $_ ne '' ? $_ - $crash_ms : 'never' }
+		$failed_ms, $unhealthy_ms, $promoted_ms, $repointed_ms, $resumed_ms),
+	$log->{refused}{1} // 0, $log->{refused}{2} // 0,
+	scalar(@{ $acked[0] }), scalar(@{ $acked[1] })));
+
+ok(defined $resumed_ms && $promoted_ms ne '' && $resumed_ms - $promoted_ms < 5000,
+	'writes to the failed shard resume within 5 s of the promotion');
+ok(defined $resumed_ms && $resumed_ms - $crash_ms < 10000,
+	'and within 10 s of the crash, with the tuned health checks');
+ok(($log->{refused}{1} // 0) > 0, 'some calls failed during the failover');
+for my $i (0, 1)
+{
+	my $n = scalar @{ $acked[$i] };
+	ok($n > 50, "stream $i: $n frames acknowledged");
+	is_deeply($acked[$i], [ 1 .. $n ], "stream $i: acknowledged in order without gaps");
+}
+my $n0 = scalar @{ $acked[0] };
+is( autoctl_psql($node_b,
+		"SELECT count(*) || ':' || min(sequence) || ':' || max(sequence) FROM datastreams.frames WHERE stream_id = '$on0'"),
+	"$n0:1:$n0",
+	'every acknowledged frame of shard0 is on the promoted standby, once');
+
+# PgBouncer carried shard0's traffic, now to node_b.
+my ($stats) = grep { $_->{database} eq 'postgres' } @{ pgbouncer_admin($bouncer, 'SHOW STATS') };
+cmp_ok($stats->{total_xact_count}, '>=', $n0,
+	"PgBouncer counted at least one transaction per acknowledged frame ($stats->{total_xact_count})");
+is_deeply(
+	[ sort map { $_->{port} } @{ pgbouncer_admin($bouncer, 'SHOW SERVERS') } ],
+	[ $node_b->{port} ],
+	'its server connections go to node_b');
+
+# PL/Proxy drops its connection after any remote error and reconnects on
+# the next call: through PgBouncer, that call succeeds.
+my $logins = () = slurp_file("$bouncer->{dir}/pgbouncer.log") =~ /login attempt: db=postgres/g;
+my ($out, $err) = ('', '');
+$proxy->psql(
+	'postgres', qq{
+SELECT datastreams_proxy.create_frame('$on0', $n0);
+SELECT datastreams_proxy.create_frame('$on0', @{[ $n0 + 1 ]});
+},
+	stdout => \$out,
+	stderr => \$err,
+	on_error_stop => 0,
+	extra_params => [ '-U', 'regress_tenant_a', '-v', 'VERBOSITY=verbose' ]);
+like($err, qr/ERROR:\s+23505/, 'a duplicate sequence is refused by the shard (23505)');
+like($err, qr/dropping stale conn/, 'PL/Proxy dropped its connection after the remote error');
+is( $proxy->safe_psql('postgres', "SELECT sequence FROM datastreams_proxy.latest_frame('$on0')",
+		extra_params => [ '-U', 'regress_tenant_a' ]),
+	$n0 + 1,
+	'the next call in the same session succeeded');
+my $logins_after = () = slurp_file("$bouncer->{dir}/pgbouncer.log") =~ /login attempt: db=postgres/g;
+cmp_ok($logins_after, '>', $logins, 'it reconnected through PgBouncer');
+
+stop_services();
+$_->stop for ($proxy, $shard1);
+done_testing();
