@@ -26,7 +26,7 @@ use Test::More;
 our @EXPORT = qw(new_scaleout_node new_shard new_proxy set_cluster_map
   shard_conninfo add_tenants sqlstate_of start_writer writer_log
   start_autoctl_monitor start_autoctl_node autoctl_psql poll_autoctl autoctl_primary
-  crash_autoctl_node start_pgbouncer repoint_pgbouncer pgbouncer_admin
+  crash_autoctl_node restart_autoctl_node start_pgbouncer repoint_pgbouncer pgbouncer_admin
   stop_services);
 
 our $ROUTER = 'datastreams_router';
@@ -408,6 +408,19 @@ sub start_autoctl_node
 		't', "node $name to join the formation");
 	wait_for_autoctl($node, 'SELECT 1', '1', "node $name to accept connections");
 	return $node;
+}
+
+# Start a lost node's keeper again: pg_autoctl rewinds it and makes it a
+# standby of the new primary.
+sub restart_autoctl_node
+{
+	my ($monitor, $node) = @_;
+	run_autoctl($node);
+	wait_for_autoctl(
+		$monitor,
+		"SELECT reportedstate = goalstate AND reportedstate = 'secondary'"
+		  . " FROM pgautofailover.node WHERE nodename = '$node->{name}'",
+		't', "node $node->{name} to rejoin as a standby");
 }
 
 # Lose a node: its keeper and its postgres stop at once (immediate

@@ -58,78 +58,102 @@ my $shard1 = new_shard('shard1');
 my $proxy = new_proxy('proxy', 8, "host=127.0.0.1 port=$bouncer->{port} dbname=postgres",
 	$shard1);
 add_tenants($proxy, 'datastreams_proxy');
-my ($on0, $on1) = map {
-	$proxy->safe_psql('postgres',
-		"SELECT id FROM datastreams_proxy.create_stream('s$_', 'F', partition_hash => $_)",
-		extra_params => [ '-U', 'regress_tenant_a' ])
-} (2, 3);
+my $stream_number = 0;
 
-my ($writer, $werr) = start_writer($proxy, 'regress_tenant_a', 8, 'others', $on0, $on1);
-sleep 2;
-my $crash_ms = int(time * 1000);
-crash_autoctl_node($node_a);
-
-# What an operator's follower does: PgBouncer follows the primary the
-# monitor names.
-my $repointed_ms;
-while ($writer->pumpable)
+# Lose $victim, shard0's primary, under a writer (one stream on shard0,
+# one on shard1) and check the failover to $survivor.  With $bouncer,
+# repoint it at the primary the monitor names, as an operator's follower
+# would.  Returns the number of frames acknowledged on shard0's stream
+# and that stream.
+sub fail_over
 {
-	my $primary = autoctl_primary($monitor);
-	if (defined $primary && $primary ne '' && $primary ne $bouncer->{target})
+	my (%args) = @_;
+	my ($victim, $survivor, $bouncer) = @args{qw(victim survivor bouncer)};
+	my @streams = map {
+		$stream_number++;
+		$proxy->safe_psql('postgres',
+			"SELECT id FROM datastreams_proxy.create_stream('s$stream_number', 'F', partition_hash => $_)",
+			extra_params => [ '-U', 'regress_tenant_a' ])
+	} (2, 3);
+	my ($writer, $werr) = start_writer($proxy, 'regress_tenant_a', 8, 'others', @streams);
+
+	sleep 2;
+	my $crash_ms = int(time * 1000);
+	crash_autoctl_node($victim);
+	my $repointed_ms;
+	while ($writer->pumpable)
 	{
-		repoint_pgbouncer($bouncer, split / /, $primary);
-		$repointed_ms = int(time * 1000);
+		my $primary = $bouncer ? autoctl_primary($monitor) : undef;
+		if (defined $primary && $primary ne '' && $primary ne $bouncer->{target})
+		{
+			repoint_pgbouncer($bouncer, split / /, $primary);
+			$repointed_ms = int(time * 1000);
+		}
+		eval { $writer->pump_nb };
+		sleep 0.05;
 	}
-	eval { $writer->pump_nb };
-	sleep 0.05;
-}
-$writer->finish;
-ok(!$writer->result, 'the writer ran to its end')
-  or diag(join "\n", grep { /ERROR/ } split /\n/, $$werr);
-is($bouncer->{target}, "127.0.0.1 $node_b->{port}", 'PgBouncer now points at node_b');
+	$writer->finish;
+	ok(!$writer->result, "$args{via}: the writer ran to its end")
+	  or diag(join "\n", grep { /ERROR/ } split /\n/, $$werr);
 
-# The monitor's own times: when it declared node_a unhealthy and when
-# node_b reported itself the writable primary (wait_primary: a primary
-# without a standby, writes no longer wait for one).
-my ($unhealthy_ms, $promoted_ms) = split /\|/, autoctl_psql(
-	$monitor, q{
-SELECT (SELECT floor(extract(epoch FROM max(eventtime)) * 1000) FROM pgautofailover.event
-		WHERE nodename = 'node_a' AND description LIKE '%marked as unhealthy%'),
+	# The monitor's own times: when it declared the victim unhealthy and
+	# when the survivor reported itself the writable primary (wait_primary:
+	# a primary whose writes wait for no standby).
+	my ($unhealthy_ms, $promoted_ms) = split /\|/, autoctl_psql(
+		$monitor, qq{
+SELECT (SELECT floor(extract(epoch FROM min(eventtime)) * 1000) FROM pgautofailover.event
+		WHERE nodename = '$victim->{name}' AND description LIKE '%marked as unhealthy%'
+		AND eventtime > to_timestamp($crash_ms / 1000.0)),
 	(SELECT floor(extract(epoch FROM min(eventtime)) * 1000) FROM pgautofailover.event
-		WHERE nodename = 'node_b' AND reportedstate = 'wait_primary')});
+		WHERE nodename = '$survivor->{name}' AND reportedstate = 'wait_primary'
+		AND eventtime > to_timestamp($crash_ms / 1000.0))}), -1;
 
-my $log = writer_log($$werr);
-my @acked = map { $log->{acked}{$_} // [] } 1, 2;
-# The outage begins with the first call to shard0 that fails; writes
-# resume with the next acknowledgement.
-my ($failed_ms) = $$werr =~ /NOTICE:  refused 1 \d+ (\d+)/;
-my ($resumed_ms) = grep { $_ > ($failed_ms // 0) } @{ $log->{ack_ms}{1} // [] };
-note(sprintf('crash -> first failed call %s ms, -> unhealthy %s ms, -> promoted %s ms,'
-	  . ' -> PgBouncer repointed %s ms, -> writes resumed %s ms; failed calls %d/%d;'
-	  . ' acknowledged %d/%d',
-	map({ defined $_ && $_ ne '' ? $_ - $crash_ms : 'never' }
-		$failed_ms, $unhealthy_ms, $promoted_ms, $repointed_ms, $resumed_ms),
-	$log->{refused}{1} // 0, $log->{refused}{2} // 0,
-	scalar(@{ $acked[0] }), scalar(@{ $acked[1] })));
+	my $log = writer_log($$werr);
+	my @acked = map { $log->{acked}{$_} // [] } 1, 2;
+	# The outage is the wait between the two acknowledgements on shard0
+	# around the moment the monitor found the primary gone (calls in it
+	# failed fast or waited in PgBouncer).
+	my @times = @{ $log->{ack_ms}{1} // [] };
+	my $down_ms = $unhealthy_ms eq '' ? $crash_ms : $unhealthy_ms;
+	my ($last_ms) = reverse grep { $_ < $down_ms } @times;
+	my ($resumed_ms) = grep { $_ > $down_ms } @times;
+	note(sprintf("$args{via}: crash -> last write before the outage %s ms, -> unhealthy %s ms,"
+		  . ' -> promoted %s ms, -> PgBouncer repointed %s ms, -> writes resumed %s ms;'
+		  . ' failed calls %d/%d; acknowledged %d/%d',
+		map({ defined $_ && $_ ne '' ? $_ - $crash_ms : 'n/a' }
+			$last_ms, $unhealthy_ms, $promoted_ms, $repointed_ms, $resumed_ms),
+		$log->{refused}{1} // 0, $log->{refused}{2} // 0,
+		scalar(@{ $acked[0] }), scalar(@{ $acked[1] })));
 
-ok(defined $resumed_ms && $promoted_ms ne '' && $resumed_ms - $promoted_ms < 5000,
-	'writes to the failed shard resume within 5 s of the promotion');
-ok(defined $resumed_ms && $resumed_ms - $crash_ms < 10000,
-	'and within 10 s of the crash, with the tuned health checks');
-ok(($log->{refused}{1} // 0) > 0, 'some calls failed during the failover');
-for my $i (0, 1)
-{
-	my $n = scalar @{ $acked[$i] };
-	ok($n > 50, "stream $i: $n frames acknowledged");
-	is_deeply($acked[$i], [ 1 .. $n ], "stream $i: acknowledged in order without gaps");
+	ok($unhealthy_ms ne '' && $promoted_ms ne '',
+		"$args{via}: pg_auto_failover promoted $survivor->{name}");
+	ok(defined $resumed_ms && $unhealthy_ms ne '' && $resumed_ms - $unhealthy_ms < 5000,
+		"$args{via}: writes to the failed shard resume within 5 s of the failure's detection");
+	ok(defined $resumed_ms && $resumed_ms - $crash_ms < 10000,
+		"$args{via}: and within 10 s of the crash, with the tuned health checks");
+	ok(defined $resumed_ms && defined $last_ms && $last_ms < $crash_ms + 1000,
+		"$args{via}: writes to shard0 stopped at the crash");
+	is($log->{refused}{2} // 0, 0, "$args{via}: no call to shard1 failed");
+	for my $i (0, 1)
+	{
+		my $n = scalar @{ $acked[$i] };
+		ok($n > 50, "$args{via}: stream $i: $n frames acknowledged");
+		is_deeply($acked[$i], [ 1 .. $n ],
+			"$args{via}: stream $i: acknowledged in order without gaps");
+	}
+	my $n0 = scalar @{ $acked[0] };
+	is( autoctl_psql($survivor,
+			"SELECT count(*) || ':' || min(sequence) || ':' || max(sequence) FROM datastreams.frames WHERE stream_id = '$streams[0]'"),
+		"$n0:1:$n0",
+		"$args{via}: every acknowledged frame of shard0 is on $survivor->{name}, once");
+	return ($n0, $streams[0]);
 }
-my $n0 = scalar @{ $acked[0] };
-is( autoctl_psql($node_b,
-		"SELECT count(*) || ':' || min(sequence) || ':' || max(sequence) FROM datastreams.frames WHERE stream_id = '$on0'"),
-	"$n0:1:$n0",
-	'every acknowledged frame of shard0 is on the promoted standby, once');
+
+my ($n0, $on0) = fail_over(via => 'PgBouncer', victim => $node_a, survivor => $node_b,
+	bouncer => $bouncer);
 
 # PgBouncer carried shard0's traffic, now to node_b.
+is($bouncer->{target}, "127.0.0.1 $node_b->{port}", 'PgBouncer now points at node_b');
 my ($stats) = grep { $_->{database} eq 'postgres' } @{ pgbouncer_admin($bouncer, 'SHOW STATS') };
 cmp_ok($stats->{total_xact_count}, '>=', $n0,
 	"PgBouncer counted at least one transaction per acknowledged frame ($stats->{total_xact_count})");
@@ -159,6 +183,22 @@ is( $proxy->safe_psql('postgres', "SELECT sequence FROM datastreams_proxy.latest
 	'the next call in the same session succeeded');
 my $logins_after = () = slurp_file("$bouncer->{dir}/pgbouncer.log") =~ /login attempt: db=postgres/g;
 cmp_ok($logins_after, '>', $logins, 'it reconnected through PgBouncer');
+
+# Without a pooler, the map holds the formation's multi-host string
+# (what "pg_autoctl show uri" prints): libpq picks the writable node.
+# node_a rejoins as node_b's standby, then node_b is lost.
+restart_autoctl_node($monitor, $node_a);
+ok( poll_autoctl(
+		$node_b,
+		q{SELECT sync_state FROM pg_stat_replication WHERE application_name LIKE 'pgautofailover_standby_%'},
+		'quorum'),
+	'node_a is back as the synchronous standby of node_b');
+set_cluster_map(
+	$proxy, 8,
+	"host=127.0.0.1,127.0.0.1 port=$node_a->{port},$node_b->{port} dbname=postgres"
+	  . ' target_session_attrs=read-write connect_timeout=2',
+	$shard1);
+fail_over(via => 'multi-host map', victim => $node_b, survivor => $node_a);
 
 stop_services();
 $_->stop for ($proxy, $shard1);
