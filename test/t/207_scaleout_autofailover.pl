@@ -10,8 +10,11 @@
 #	  keeps writing through the proxy; shard0's primary is lost (keeper and
 #	  postgres stopped at once); the monitor, with short health checks,
 #	  promotes the standby: writes resume within 5 s, every acknowledged
-#	  frame is on the new primary, the traffic went through PgBouncer, and
-#	  a call after a remote error reconnects through it.
+#	  frame is on the new primary, the background workers run there, the
+#	  traffic went through PgBouncer, and a call after a remote error
+#	  reconnects through it.  Then the lost node rejoins as the standby and
+#	  the same failover runs back with the formation's multi-host string in
+#	  the map and no pooler.  Every time is noted in the test's log.
 #
 #-------------------------------------------------------------------------
 use strict;
@@ -147,6 +150,11 @@ SELECT (SELECT floor(extract(epoch FROM min(eventtime)) * 1000) FROM pgautofailo
 			"SELECT count(*) || ':' || min(sequence) || ':' || max(sequence) FROM datastreams.frames WHERE stream_id = '$streams[0]'"),
 		"$n0:1:$n0",
 		"$args{via}: every acknowledged frame of shard0 is on $survivor->{name}, once");
+	ok( poll_autoctl(
+			$survivor,
+			q{SELECT string_agg(backend_type, ',' ORDER BY backend_type) FROM pg_stat_activity WHERE backend_type LIKE 'datastreams %'},
+			'datastreams launcher,datastreams prune worker,datastreams publisher'),
+		"$args{via}: datastreams' background workers run on $survivor->{name}");
 	return ($n0, $streams[0]);
 }
 
