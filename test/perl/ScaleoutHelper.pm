@@ -242,6 +242,7 @@ my $autoctl_root;
 # shared_buffers from the machine's memory.
 my $SMALL_SERVER = q{
 shared_buffers = 32MB
+unix_socket_directories = ''
 max_connections = 30
 timezone = 'UTC'
 log_min_messages = warning
@@ -326,7 +327,7 @@ sub run_autoctl
 	my ($svc) = @_;
 	$svc->{harness} = IPC::Run::start(
 		autoctl_command('run', '--pgdata', $svc->{pgdata}),
-		'>', "$svc->{pgdata}.log", '2>&1');
+		'>>', "$PostgreSQL::Test::Utils::log_path/pg_autoctl_$svc->{name}.log", '2>&1');
 	push @services, $svc;
 }
 
@@ -379,7 +380,8 @@ sub autoctl_primary
 # A data node of the monitor's default formation: the first one becomes
 # the primary, the next ones are cloned from it and become synchronous
 # standbys.  Its postgresql.conf preloads datastreams.  Returns once the
-# monitor sees it in its stable state.
+# monitor sees it in its stable state and healthy (the monitor promotes
+# no standby it has not found healthy).
 sub start_autoctl_node
 {
 	my ($monitor, $name) = @_;
@@ -404,7 +406,7 @@ sub start_autoctl_node
 	wait_for_autoctl(
 		$monitor,
 		"SELECT reportedstate = goalstate AND reportedstate IN ('single', 'primary', 'secondary')"
-		  . " FROM pgautofailover.node WHERE nodename = '$name'",
+		  . " AND health = 1 FROM pgautofailover.node WHERE nodename = '$name'",
 		't', "node $name to join the formation");
 	wait_for_autoctl($node, 'SELECT 1', '1', "node $name to accept connections");
 	return $node;
@@ -418,7 +420,7 @@ sub restart_autoctl_node
 	run_autoctl($node);
 	wait_for_autoctl(
 		$monitor,
-		"SELECT reportedstate = goalstate AND reportedstate = 'secondary'"
+		"SELECT reportedstate = goalstate AND reportedstate = 'secondary' AND health = 1"
 		  . " FROM pgautofailover.node WHERE nodename = '$node->{name}'",
 		't', "node $node->{name} to rejoin as a standby");
 }

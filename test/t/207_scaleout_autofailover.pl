@@ -79,7 +79,7 @@ sub fail_over
 			"SELECT id FROM datastreams_proxy.create_stream('s$stream_number', 'F', partition_hash => $_)",
 			extra_params => [ '-U', 'regress_tenant_a' ])
 	} (2, 3);
-	my ($writer, $werr) = start_writer($proxy, 'regress_tenant_a', 8, 'others', @streams);
+	my ($writer, $werr) = start_writer($proxy, 'regress_tenant_a', 10, 'others', @streams);
 
 	sleep 2;
 	my $crash_ms = int(time * 1000);
@@ -130,7 +130,9 @@ SELECT (SELECT floor(extract(epoch FROM min(eventtime)) * 1000) FROM pgautofailo
 		scalar(@{ $acked[0] }), scalar(@{ $acked[1] })));
 
 	ok($unhealthy_ms ne '' && $promoted_ms ne '',
-		"$args{via}: pg_auto_failover promoted $survivor->{name}");
+		"$args{via}: pg_auto_failover promoted $survivor->{name}")
+	  or diag(autoctl_psql($monitor,
+		q{SELECT eventtime, nodename, reportedstate, goalstate, description FROM pgautofailover.event ORDER BY eventid DESC LIMIT 20}));
 	ok(defined $resumed_ms && $unhealthy_ms ne '' && $resumed_ms - $unhealthy_ms < 5000,
 		"$args{via}: writes to the failed shard resume within 5 s of the failure's detection");
 	ok(defined $resumed_ms && $resumed_ms - $crash_ms < 10000,
