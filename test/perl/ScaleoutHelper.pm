@@ -447,9 +447,15 @@ sub finish_within
 	$h->kill_kill;
 }
 
+# A role for LISTEN connections through PgBouncer (see start_pgbouncer).
+our $LISTENER = 'regress_listener';
+our $LISTENER_PASSWORD = 'regress-listener-secret';
+
 # PgBouncer in transaction pooling mode on a free port, one database
 # "postgres" pointing at $host:$port.  The router logs in with its password
 # (SCRAM); postgres reaches the admin console without one, from loopback.
+# $LISTENER's connections are pooled by session: LISTEN needs its own
+# server connection, which transaction pooling hands to other clients.
 sub start_pgbouncer
 {
 	my ($name, $host, $port) = @_;
@@ -461,10 +467,11 @@ sub start_pgbouncer
 	};
 
 	PostgreSQL::Test::Utils::append_to_file("$dir/userlist.txt",
-		qq{"$ROUTER" "$ROUTER_PASSWORD"\n"postgres" ""\n});
+		qq{"$ROUTER" "$ROUTER_PASSWORD"\n"$LISTENER" "$LISTENER_PASSWORD"\n"postgres" ""\n});
 	PostgreSQL::Test::Utils::append_to_file("$dir/hba.conf",
 		"host pgbouncer postgres 127.0.0.1/32 trust\n"
-		  . "host all $ROUTER 127.0.0.1/32 scram-sha-256\n");
+		  . "host all $ROUTER 127.0.0.1/32 scram-sha-256\n"
+		  . "host all $LISTENER 127.0.0.1/32 scram-sha-256\n");
 	write_pgbouncer_ini($bouncer, $host, $port);
 	my $program = -x '/usr/sbin/pgbouncer' ? '/usr/sbin/pgbouncer' : 'pgbouncer';
 	$bouncer->{harness} = IPC::Run::start([ $program, "$dir/pgbouncer.ini" ],
@@ -502,6 +509,9 @@ logfile = $dir/pgbouncer.log
 server_connect_timeout = 1
 server_login_retry = 0.1
 query_wait_timeout = 2
+
+[users]
+$LISTENER = pool_mode=session
 };
 	open my $fh, '>', "$dir/pgbouncer.ini.new" or die "open: $!";
 	print $fh $ini;
