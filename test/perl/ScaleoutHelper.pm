@@ -398,6 +398,14 @@ sub start_autoctl_node
 	my $node = create_autoctl('postgres', $name, '--name', $name,
 		'--monitor', $monitor->{uri});
 
+	# When promoted, a standby waits up to this long for its WAL receiver
+	# to stop (default 5 s); with synchronous replication every
+	# acknowledged commit is already on it.
+	PostgreSQL::Test::Utils::run_log(
+		autoctl_command('config', 'set', '--pgdata', $node->{pgdata},
+			'timeout.prepare_promotion_walreceiver', '1'))
+	  or die "pg_autoctl config set failed";
+
 	# A standby's postgresql.conf is the primary's copy: appending again
 	# changes nothing.
 	PostgreSQL::Test::Utils::append_to_file("$node->{pgdata}/postgresql.conf",

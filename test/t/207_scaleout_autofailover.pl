@@ -148,12 +148,14 @@ SELECT (SELECT floor(extract(epoch FROM min(eventtime)) * 1000) FROM pgautofailo
 		$log->{refused}{1} // 0, $log->{refused}{2} // 0,
 		scalar(@{ $acked[0] }), scalar(@{ $acked[1] })));
 
+	my $events =
+	  q{SELECT eventtime, nodename, reportedstate, goalstate, description FROM pgautofailover.event ORDER BY eventid DESC LIMIT 20};
 	ok($unhealthy_ms ne '' && $promoted_ms ne '',
 		"$args{via}: pg_auto_failover promoted $survivor->{name}")
-	  or diag(autoctl_psql($monitor,
-		q{SELECT eventtime, nodename, reportedstate, goalstate, description FROM pgautofailover.event ORDER BY eventid DESC LIMIT 20}));
+	  or diag(autoctl_psql($monitor, $events));
 	ok(defined $resumed_ms && $unhealthy_ms ne '' && $resumed_ms - $unhealthy_ms < 5000,
-		"$args{via}: writes to the failed shard resume within 5 s of the failure's detection");
+		"$args{via}: writes to the failed shard resume within 5 s of the failure's detection")
+	  or diag(autoctl_psql($monitor, $events));
 	ok(defined $resumed_ms && $resumed_ms - $crash_ms < 10000,
 		"$args{via}: and within 10 s of the crash, with the tuned health checks");
 	ok(defined $resumed_ms && defined $last_ms && $last_ms < $crash_ms + 1000,
