@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
- * datastreams.c
- *	  Module entry point: each subsystem defines its settings and hooks.
+ * module.c
+ *	  The module's entry point: each subsystem defines its settings and
+ *	  hooks.
  *
  *-------------------------------------------------------------------------
  */
