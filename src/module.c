@@ -38,6 +38,7 @@ _PG_init(void)
 	ds_logs_init();
 	ds_retention_init();
 	ds_prune_worker_init();
+	ds_database_slots_init();
 	ds_launcher_init();
 	ds_routing_init();
 	MarkGUCPrefixReserved("datastreams");
