@@ -13,6 +13,10 @@
 #	     printed once and in order, no gaps, and frames written after the
 #	     move (on the new shard) printed too.
 #
+#	  Alongside 1, a second client consumes a durable consumer of s0 and s1
+#	  through the proxy (--consumer): it prints their 110 frames once and
+#	  in order, woken by the shards' notifications, also across the restart.
+#
 #-------------------------------------------------------------------------
 use strict;
 use warnings;
@@ -42,6 +46,15 @@ for my $name (sort keys %hash)
 
 my $dir = PostgreSQL::Test::Utils::tempdir;
 my ($out, $err) = ("$dir/listen.out", "$dir/listen.err");
+my ($cout, $cerr) = ("$dir/consumer.out", "$dir/consumer.err");
+$proxy->safe_psql('postgres',
+	"SELECT datastreams_proxy.create_consumer('c', ARRAY['$id{s0}', '$id{s1}']::uuid[])",
+	extra_params => [ '-U', 'regress_tenant_a' ]);
+my $cpid = spawn_listen(
+	$cout, $cerr,
+	'--proxy' => $proxy->connstr('postgres') . ' user=regress_tenant_a',
+	'--shard-conninfo' => 'user=regress_listener',
+	'--consumer' => 'c', '--poll-interval' => '3600', '--max-backoff' => '0.5');
 my $pid = spawn_listen(
 	$out, $err,
 	'--proxy' => $proxy->connstr('postgres') . ' user=regress_tenant_a',
@@ -118,6 +131,24 @@ ok( wait_until(sub { slurp_err() =~ /lost the connection to shard/ }, 30),
 write_frames(26, 50, qw(s0 s1 s2 s3));
 check_streams('across a restart of shard1', \%home, qw(s0 s1 s2 s3));
 is(scalar(client_frames($out)), 200, '200 frames printed, 200 written');
+
+# Frames on the restarted shard alone: only its notifications wake the
+# consumer client.
+write_frames(51, 60, qw(s1));
+for my $name (qw(s0 s1))
+{
+	my @expected = frames_in_table($home{$name}, $id{$name});
+	my $consumed = sub {
+		map { $_->{line} }
+		  grep { defined $_->{frame} && $_->{frame}{stream_id} eq $id{$name} }
+		  client_frames($cout);
+	};
+	ok(wait_until(sub { scalar($consumed->()) >= scalar(@expected) }, 30),
+		"consumer: $name printed within 30 s");
+	check_delivery("consumer through the proxy: $name", [ $consumed->() ], \@expected);
+}
+is(stop_client($cpid, 'TERM'), 0, 'the consumer client exits 0 on SIGTERM');
+note("the consumer client's stderr:\n" . PostgreSQL::Test::Utils::slurp_file($cerr));
 like(slurp_err(), qr/could not connect to shard|lost the connection to shard/,
 	'stderr says the shard connection was re-established');
 

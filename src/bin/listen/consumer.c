@@ -149,6 +149,8 @@ listen_consumer_shards(PGconn *conn)
 	if (res == NULL)
 		return step;
 	rows = PQntuples(res);
+	for (int i = 0; i < nshards; i++)
+		shards[i].has_streams = false;
 	for (int start = 0, end; start < rows; start = end)
 	{
 		const char *conninfo = PQgetvalue(res, start, 0);
@@ -355,6 +357,7 @@ consumer_step(PGconn *conn)
 {
 	PGnotify   *notify;
 	bool		woken = false;
+	int64		shard_retry;
 
 	for (int i = -1; i < nshards; i++)
 	{
@@ -366,7 +369,10 @@ consumer_step(PGconn *conn)
 			PQfreemem(notify);
 		}
 	}
-	if (monotonic_ms() >= next_poll)
+	/* with --proxy, a shard that lost its connection is listened to again */
+	shard_retry = options.proxy ? shards_next_retry() : -1;
+	if (monotonic_ms() >= next_poll ||
+		(shard_retry >= 0 && monotonic_ms() >= shard_retry))
 	{
 		StepResult	step = options.proxy ? listen_consumer_shards(conn) :
 			listen_consumer_streams(conn, false);
@@ -374,12 +380,13 @@ consumer_step(PGconn *conn)
 		if (step != STEP_OK)
 			return step;
 		woken = true;
-		next_poll = monotonic_ms() + options.poll_ms;
+		if (monotonic_ms() >= next_poll)
+			next_poll = monotonic_ms() + options.poll_ms;
 	}
 	if (woken)
 		return drain(conn);
 	if (options.proxy)
-		return wait_for_shards(next_poll);
+		return wait_for_shards(shard_retry >= 0 ? Min(next_poll, shard_retry) : next_poll);
 	return wait_for_input(conn, next_poll);
 }
 
