@@ -460,10 +460,13 @@ our $LISTENER = 'regress_listener';
 our $LISTENER_PASSWORD = 'regress-listener-secret';
 
 # PgBouncer in transaction pooling mode on a free port, one database
-# "postgres" pointing at $host:$port.  The router logs in with its password
-# (SCRAM); postgres reaches the admin console without one, from loopback.
-# $LISTENER's connections are pooled by session: LISTEN needs its own
-# server connection, which transaction pooling hands to other clients.
+# "postgres" pointing at $host:$port.  The router is trusted on its Unix
+# socket (mode 0700: only this OS user reaches it), where a login costs no
+# key derivation, and logs in with its password (SCRAM) over TCP; postgres
+# reaches the admin console without one, from loopback.  $LISTENER's
+# connections are pooled by session: LISTEN needs its own server
+# connection, which transaction pooling hands to other clients.
+# $bouncer->{conninfo} is what a proxy's map names.
 sub start_pgbouncer
 {
 	my ($name, $host, $port) = @_;
@@ -473,11 +476,13 @@ sub start_pgbouncer
 		dir => $dir,
 		port => PostgreSQL::Test::Cluster::get_free_port()
 	};
+	$bouncer->{conninfo} = "host=$dir port=$bouncer->{port} dbname=postgres";
 
 	PostgreSQL::Test::Utils::append_to_file("$dir/userlist.txt",
 		qq{"$ROUTER" "$ROUTER_PASSWORD"\n"$LISTENER" "$LISTENER_PASSWORD"\n"postgres" ""\n});
 	PostgreSQL::Test::Utils::append_to_file("$dir/hba.conf",
 		"host pgbouncer postgres 127.0.0.1/32 trust\n"
+		  . "local all $ROUTER trust\n"
 		  . "host all $ROUTER 127.0.0.1/32 scram-sha-256\n"
 		  . "host all $LISTENER 127.0.0.1/32 scram-sha-256\n");
 	write_pgbouncer_ini($bouncer, $host, $port);
@@ -507,7 +512,8 @@ postgres = host=$host port=$port dbname=postgres
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = $bouncer->{port}
-unix_socket_dir =
+unix_socket_dir = $dir
+unix_socket_mode = 0700
 auth_type = hba
 auth_hba_file = $dir/hba.conf
 auth_file = $dir/userlist.txt

@@ -61,8 +61,7 @@ is(autoctl_psql($node_b, 'SHOW shared_preload_libraries'),
 
 my $bouncer = start_pgbouncer('bouncer0', '127.0.0.1', $node_a->{port});
 my $shard1 = new_shard('shard1');
-my $proxy = new_proxy('proxy', 8, "host=127.0.0.1 port=$bouncer->{port} dbname=postgres",
-	$shard1);
+my $proxy = new_proxy('proxy', 8, $bouncer->{conninfo}, $shard1);
 add_tenants($proxy, 'datastreams_proxy');
 my $stream_number = 0;
 
