@@ -354,6 +354,14 @@ sub create_autoctl
 sub start_autoctl_monitor
 {
 	my ($name, %settings) = @_;
+	my $sharedir = `pg_config --sharedir`;
+	chomp $sharedir;
+
+	# A private copy of PostgreSQL (DATASTREAMS_PG_ROOT) made before the
+	# package was installed lacks the monitor's extension.
+	-e "$sharedir/extension/pgautofailover.control"
+	  or die "pgautofailover is not installed in $sharedir: install postgresql-15-auto-failover"
+	  . " (a private copy under DATASTREAMS_PG_ROOT made before it was installed must be removed)";
 	my $monitor = create_autoctl('monitor', $name);
 
 	# pg_autoctl includes its own file at the top of postgresql.conf:
