@@ -299,34 +299,70 @@ COMMENT ON VIEW datastreams_proxy.stream_health IS 'datastreams.stream_health of
 --
 -- A consumer exists on every shard, each holding the positions of its own
 -- streams.  Members of a consumer are sessions of this proxy: a shard's
--- transaction ends with each call, so the stream locks that keep members
--- apart (poll's row locks on one node) are transaction-level advisory
--- locks here, on the proxy, held until the member's transaction on the
--- proxy ends.  ack() and seek() commit on the shard when they return.
+-- transaction ends with each call, so the locks that keep members apart
+-- (poll's row locks on the positions, on one node) are taken here, on
+-- rows of consumer_streams, and held until the member's transaction on
+-- the proxy ends.  ack() and seek() commit on the shard when they return.
 --------------------------------------------------------------------------
 
--- Lock a stream of a consumer for the caller's transaction on this proxy:
--- a poll tries (skipping streams other members hold), an ack or seek
--- waits.  Keys collide at most into a deferral, never into two members
--- holding one stream.
+-- Row locks rather than advisory locks: any role can take or list any
+-- advisory lock, while row-level security keeps a tenant off another
+-- account's rows, and the grants below (as for consumer_positions on one
+-- node: no DELETE, no table-wide UPDATE) let no tenant lock the table as a
+-- whole.  Rows are created on demand and stay when the consumer is
+-- dropped (a consumer created again under the name reuses them), so they
+-- are not dumped.
+CREATE TABLE datastreams_proxy.consumer_streams (
+	account_id text NOT NULL,
+	consumer text NOT NULL,
+	stream_id uuid NOT NULL,
+	PRIMARY KEY (account_id, consumer, stream_id)
+);
+COMMENT ON TABLE datastreams_proxy.consumer_streams IS 'one row per consumer and stream polled through this proxy: the row a member locks while it holds the stream';
+ALTER TABLE datastreams_proxy.consumer_streams ENABLE ROW LEVEL SECURITY;
+ALTER TABLE datastreams_proxy.consumer_streams FORCE ROW LEVEL SECURITY;
+CREATE POLICY consumer_streams_tenant ON datastreams_proxy.consumer_streams
+	USING (account_id OPERATOR(pg_catalog.=) datastreams.current_account())
+	WITH CHECK (account_id OPERATOR(pg_catalog.=) datastreams.current_account());
+GRANT SELECT, INSERT ON datastreams_proxy.consumer_streams TO PUBLIC;
+-- (SELECT ... FOR UPDATE needs UPDATE on a column)
+GRANT UPDATE (stream_id) ON datastreams_proxy.consumer_streams TO PUBLIC;
+
+-- Lock a stream of a consumer for the caller's transaction: a poll tries
+-- (skipping streams other members hold), an ack or seek waits.  The row is
+-- inserted the first time; that insert waits for another member inserting
+-- the same row, until its transaction ends.
 CREATE FUNCTION datastreams_proxy.lock_consumer_stream(account text, consumer text,
 	stream_id uuid, wait boolean)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-	key1 integer := pg_catalog.hashtext(pg_catalog.format('datastreams consumer %s/%s', $1, $2));
-	key2 integer := datastreams.stream_hash($3);
 BEGIN
-	IF key2 IS NULL THEN
+	PERFORM datastreams_proxy.cluster_for($1);
+	IF $3 IS NULL THEN
 		RETURN true;
 	END IF;
-	IF wait THEN
-		PERFORM pg_catalog.pg_advisory_xact_lock(key1, key2);
+	PERFORM FROM datastreams_proxy.consumer_streams AS cs
+	 WHERE cs.account_id OPERATOR(pg_catalog.=) $1 AND cs.consumer OPERATOR(pg_catalog.=) $2
+	   AND cs.stream_id OPERATOR(pg_catalog.=) $3;
+	IF NOT FOUND THEN
+		INSERT INTO datastreams_proxy.consumer_streams (account_id, consumer, stream_id)
+		VALUES ($1, $2, $3)
+		ON CONFLICT DO NOTHING;
+	END IF;
+	IF $4 THEN
+		PERFORM FROM datastreams_proxy.consumer_streams AS cs
+		 WHERE cs.account_id OPERATOR(pg_catalog.=) $1 AND cs.consumer OPERATOR(pg_catalog.=) $2
+		   AND cs.stream_id OPERATOR(pg_catalog.=) $3
+		   FOR UPDATE;
 		RETURN true;
 	END IF;
-	RETURN pg_catalog.pg_try_advisory_xact_lock(key1, key2);
+	PERFORM FROM datastreams_proxy.consumer_streams AS cs
+	 WHERE cs.account_id OPERATOR(pg_catalog.=) $1 AND cs.consumer OPERATOR(pg_catalog.=) $2
+	   AND cs.stream_id OPERATOR(pg_catalog.=) $3
+	   FOR UPDATE SKIP LOCKED;
+	RETURN FOUND;
 END
 $$;
 COMMENT ON FUNCTION datastreams_proxy.lock_consumer_stream(text, text, uuid, boolean) IS 'lock a consumer''s stream for the caller''s transaction on the proxy (wait or try), as poll() holds it on one node';
@@ -440,6 +476,7 @@ AS $$
 $$;
 COMMENT ON FUNCTION datastreams_proxy.drop_consumer_on_shards(text, text) IS 'drop the consumer on every shard that has it; 1 per shard that had it';
 
+-- Waits for the members of this proxy holding the consumer's streams;
 -- P0002 only when no shard had the consumer: a repeated call completes a
 -- drop that failed on some shard.
 CREATE FUNCTION datastreams_proxy.drop_consumer(name text,
@@ -449,6 +486,11 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+	PERFORM datastreams_proxy.cluster_for(account);
+	PERFORM FROM datastreams_proxy.consumer_streams AS cs
+	 WHERE cs.account_id OPERATOR(pg_catalog.=) account
+	   AND cs.consumer OPERATOR(pg_catalog.=) drop_consumer.name
+	   FOR UPDATE;
 	IF (SELECT pg_catalog.sum(d) FROM datastreams_proxy.drop_consumer_on_shards(account, name) AS d)
 	   OPERATOR(pg_catalog.=) 0 THEN
 		RAISE EXCEPTION 'consumer "%" not found', coalesce(pg_catalog.left(name, 100), '<NULL>')

@@ -8,8 +8,9 @@
 #	  the proxy is the union of the shards' rows, in order; a consumer of
 #	  streams on both shards keeps the whole list everywhere; tenancy
 #	  (another account is refused with 42501 on the proxy, a tenant's
-#	  consumer is invisible to another); a consumer's position survives
-#	  scripts/move-partition.sh of its stream's partition.
+#	  consumer and the proxy's lock rows are invisible to another); a
+#	  consumer's position survives scripts/move-partition.sh of its
+#	  stream's partition; retention's missed frames are announced once.
 #
 #-------------------------------------------------------------------------
 use strict;
@@ -172,6 +173,14 @@ is(as_b(q{SELECT count(*) FROM datastreams_proxy.consumer_lag}), '0', "nor their
 is(as_b(q{SELECT * FROM datastreams_proxy.poll('all')}), 'ERROR P0002', "nor polls a's consumer");
 is(as_b(qq{SELECT * FROM datastreams_proxy.ack('all', '$s[0]', 1)}), 'ERROR P0002', "nor acknowledges for it");
 is(as_b(q{SELECT * FROM datastreams_proxy.drop_consumer('all')}), 'ERROR P0002', "nor drops it");
+# The rows members lock on the proxy are the account's own.
+is(as_a(q{SELECT count(*) FROM datastreams_proxy.consumer_streams WHERE consumer = 'all'}), '5',
+	"the proxy has a lock row per stream a's members polled");
+is(as_b(q{SELECT count(*) FROM datastreams_proxy.consumer_streams}), '0', 'b sees none of them');
+is(as_b(qq{INSERT INTO datastreams_proxy.consumer_streams VALUES ('a', 'all', '$s[0]')}), 'ERROR 42501',
+	"b cannot make one for a's consumer");
+is(as_b(q{BEGIN; LOCK TABLE datastreams_proxy.consumer_streams IN SHARE MODE; COMMIT}), 'ERROR 42501',
+	'nor lock the table');
 is(as_b(q{SELECT name FROM datastreams_proxy.create_consumer('all')}), 'all', 'b has a consumer of the same name');
 is(as_b(q{SELECT count(*) FROM datastreams_proxy.poll('all')}), '0', 'which polls b\'s streams only');
 is(as_a(q{SELECT start FROM datastreams_proxy.get_consumer('all')}), 'earliest', "and leaves a's alone");
@@ -202,6 +211,20 @@ is(as_a(qq{SELECT string_agg(sequence::text, ',' ORDER BY sequence) FROM unnest(
 is(as_a(qq{SELECT string_agg(consumer || ':' || acknowledged_sequence || ':' || frames_behind, ',') FROM datastreams_proxy.consumer_lag WHERE stream_id = '$m'}),
 	'all:6:4,just_m:6:4', 'consumer_lag through the proxy shows them once');
 is(as_a(qq{SELECT datastreams_proxy.ack('just_m', '$m', 10)}), 't', 'and acknowledging moves them on the new shard');
+
+# Retention on the shard: frames removed before they were acknowledged
+# are counted there and announced by the proxy's poll.
+as_a(qq{SELECT datastreams_proxy.ingest('$m', '[{"sequence": 11}, {"sequence": 12}, {"sequence": 13}]')});
+$shards[0]->safe_psql('postgres', "DELETE FROM datastreams.frames WHERE stream_id = '$m' AND sequence IN (11, 12)");
+my ($pout, $perr) = ('', '');
+$proxy->psql('postgres', q{SELECT sequence FROM datastreams_proxy.poll('just_m')},
+	stdout => \$pout, stderr => \$perr, extra_params => [ '-U', 'regress_tenant_a' ]);
+is($pout, '13', 'poll returns the frame retention left');
+like($perr, qr/WARNING:  consumer "just_m" missed 2 frames of stream \Q$m\E/,
+	'with the WARNING of one node');
+unlike($perr, qr/WARNING.*WARNING/s, 'once (the shard\'s own is not passed on)');
+is(as_a(qq{SELECT frames_missed FROM datastreams_proxy.consumer_lag WHERE consumer = 'just_m'}), '2',
+	'consumer_lag through the proxy counts them');
 
 $_->stop for ($proxy, @shards);
 done_testing();
