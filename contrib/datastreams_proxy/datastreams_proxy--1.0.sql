@@ -330,14 +330,15 @@ GRANT UPDATE (stream_id) ON datastreams_proxy.consumer_streams TO PUBLIC;
 
 -- Lock a stream of a consumer for the caller's transaction: a poll tries
 -- (skipping streams other members hold), an ack or seek waits.  The row is
--- inserted the first time; that insert waits for another member inserting
--- the same row, until its transaction ends.
+-- inserted the first time the consumer's stream is locked.
 CREATE FUNCTION datastreams_proxy.lock_consumer_stream(account text, consumer text,
 	stream_id uuid, wait boolean)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	previous_timeout text;
 BEGIN
 	PERFORM datastreams_proxy.cluster_for($1);
 	IF $3 IS NULL THEN
@@ -346,10 +347,24 @@ BEGIN
 	PERFORM FROM datastreams_proxy.consumer_streams AS cs
 	 WHERE cs.account_id OPERATOR(pg_catalog.=) $1 AND cs.consumer OPERATOR(pg_catalog.=) $2
 	   AND cs.stream_id OPERATOR(pg_catalog.=) $3;
-	IF NOT FOUND THEN
+	IF NOT FOUND AND $4 THEN
 		INSERT INTO datastreams_proxy.consumer_streams (account_id, consumer, stream_id)
 		VALUES ($1, $2, $3)
 		ON CONFLICT DO NOTHING;
+	ELSIF NOT FOUND THEN
+		-- A member that inserted the row holds it until its transaction
+		-- ends, and an insert of the same row would wait for that: a poll
+		-- skips the stream instead, as if the member had locked it.
+		previous_timeout := pg_catalog.current_setting('lock_timeout');
+		BEGIN
+			PERFORM pg_catalog.set_config('lock_timeout', '1ms', true);
+			INSERT INTO datastreams_proxy.consumer_streams (account_id, consumer, stream_id)
+			VALUES ($1, $2, $3)
+			ON CONFLICT DO NOTHING;
+			PERFORM pg_catalog.set_config('lock_timeout', previous_timeout, true);
+		EXCEPTION WHEN lock_not_available THEN
+			RETURN false;
+		END;
 	END IF;
 	IF $4 THEN
 		PERFORM FROM datastreams_proxy.consumer_streams AS cs

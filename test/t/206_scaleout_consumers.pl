@@ -4,7 +4,8 @@
 #	  Durable consumers through the proxy (1 proxy, 2 shards): a consumer
 #	  of every stream exists on both shards and covers a stream created
 #	  later; two processes sharing it through the proxy receive every frame
-#	  exactly once and each stream's frames in order; consumer_lag through
+#	  exactly once and each stream's frames in order; a member holds the
+#	  streams it polled until its transaction ends; consumer_lag through
 #	  the proxy is the union of the shards' rows, in order; a consumer of
 #	  streams on both shards keeps the whole list everywhere; tenancy
 #	  (another account is refused with 42501 on the proxy, a tenant's
@@ -115,6 +116,57 @@ is(scalar(keys %delivered), 5, 'frames of the five streams on both shards were r
 ok(($by_member{m1} // 0) > 0 && ($by_member{m2} // 0) > 0,
 	'both members received frames (m1 ' . ($by_member{m1} // 0) . ', m2 ' . ($by_member{m2} // 0) . ')');
 is(as_a(q{SELECT count(*) FROM datastreams_proxy.poll('all')}), '0', 'nothing is left to poll');
+
+# A member holds what it polled until its transaction on the proxy ends:
+# another member gets nothing of it (without waiting, also when the first
+# member's poll was the consumer's first of the streams), and its ack and
+# the consumer's drop wait.
+sub start_holder
+{
+	my ($consumer) = @_;
+	my %h = (in => "BEGIN;\nSELECT 'polled', count(*) FROM datastreams_proxy.poll('$consumer', 100);\n",
+		out => '', err => '');
+	$h{run} = IPC::Run::start(
+		[ 'psql', '-X', '-q', '-A', '-t', '-U', 'regress_tenant_a', '-d', $proxy->connstr('postgres') ],
+		'<', \$h{in}, '>', \$h{out}, '2>', \$h{err});
+	$h{run}->pump while length $h{in};
+	$proxy->poll_query_until('postgres', qq{
+SELECT count(*) = 1 FROM pg_stat_activity
+ WHERE usename = 'regress_tenant_a' AND state = 'idle in transaction' AND query LIKE '%poll(''$consumer''%'})
+	  or die 'the holding member did not poll';
+	return \%h;
+}
+
+sub end_holder
+{
+	my ($h) = @_;
+	$h->{in} = "ROLLBACK;\n\\q\n";
+	$h->{run}->finish;
+	return $h->{out};
+}
+
+for my $c (qw(fresh held))
+{
+	as_a(qq{SELECT name FROM datastreams_proxy.create_consumer('$c', ARRAY['$s[3]', '$s[4]']::uuid[], 'earliest')});
+}
+my $holder = start_holder('fresh');
+is(as_a(q{SET statement_timeout = '5s'; SELECT count(*) FROM datastreams_proxy.poll('fresh')}), '0',
+	'a member gets none of the streams another is polling for the first time');
+is(end_holder($holder), "polled|80\n", 'which had polled the frames of two streams on both shards');
+
+# (a first poll, committed, makes the proxy's lock rows of the two streams)
+is(as_a(q{SELECT count(*) FROM datastreams_proxy.poll('held', 100)}), '80', 'a consumer of the same two streams');
+$holder = start_holder('held');
+is(as_a(q{SELECT count(*) FROM datastreams_proxy.poll('held')}), '0',
+	'another member gets none of them while the first holds them');
+is(as_a(qq{SET lock_timeout = '200ms'; SELECT datastreams_proxy.ack('held', '$s[3]', 1)}), 'ERROR 55P03',
+	'its ack of a held stream waits');
+is(as_a(q{SET lock_timeout = '200ms'; SELECT datastreams_proxy.drop_consumer('held')}), 'ERROR 55P03',
+	'so does a drop of the consumer');
+is(end_holder($holder), "polled|80\n", 'the first member had polled both streams');
+is(as_a(q{SELECT count(*) FROM datastreams_proxy.poll('held')}), '80',
+	'once the first member rolled back, the frames go to the next');
+as_a(qq{SELECT datastreams_proxy.drop_consumer(c) FROM unnest(ARRAY['fresh', 'held']) AS c});
 
 # Lag: new frames on two streams, one of them partly acknowledged.
 as_a(qq{SELECT datastreams_proxy.ingest('$s[1]', '[{"sequence": 41}, {"sequence": 42}, {"sequence": 43}]')});
