@@ -198,6 +198,19 @@ is(as_a(qq{SELECT * FROM datastreams_proxy.ack('pair', '$s[2]', 100)}), 'ERROR 2
 is(as_a(q{SELECT string_agg(name, ',' ORDER BY name) FROM datastreams_proxy.list_consumers()}),
 	'all,pair', 'list_consumers() shows each consumer once');
 is(as_a(q{SELECT name FROM datastreams_proxy.get_consumer('pair')}), 'pair', 'get_consumer()');
+
+# No distributed transactions: a create or drop that reached one shard
+# only is completed by repeating it.
+$shards[1]->safe_psql('postgres', q{DELETE FROM datastreams.consumers WHERE name = 'pair'});
+is(as_a(q{SELECT count(*) FROM datastreams_proxy.list_consumers() WHERE name = 'pair'}), '1',
+	'a consumer on one shard only is listed');
+is(as_a(qq{SELECT array_to_string(streams, ',') FROM datastreams_proxy.create_consumer('pair', ARRAY['$s[0]', '$s[1]']::uuid[])}),
+	$pair, 'creating it again with the same definition completes it');
+is(join(';', map { $_->safe_psql('postgres', q{SELECT array_to_string(streams, ',') || ':' || (SELECT count(*) FROM datastreams.consumer_positions WHERE consumer = 'pair') FROM datastreams.consumers WHERE name = 'pair'}) } @shards),
+	"$pair:1;$pair:1", 'on both shards');
+is(as_a(qq{SELECT * FROM datastreams_proxy.create_consumer('pair', ARRAY['$s[0]']::uuid[])}), 'ERROR 23505',
+	'a different definition under the name is 23505');
+$shards[0]->safe_psql('postgres', q{DELETE FROM datastreams.consumers WHERE name = 'pair'});
 as_a(q{SELECT datastreams_proxy.drop_consumer('pair')});
 is(join(',', map { $_->safe_psql('postgres', q{SELECT count(*) FROM datastreams.consumers WHERE name = 'pair'}) } @shards),
 	'0,0', 'drop_consumer() drops it on both shards');
