@@ -153,7 +153,7 @@ extern void ds_metrics_globals(DsGlobalCounters *out);
 extern double ds_latency_quantile(const int64 *buckets, double q, bool *isnull);
 extern void ds_health_init(void);
 
-/* prometheus.c: the exposition format, for the series of other files */
+/* exposition.c: the Prometheus text format, for metrics() and the consumers */
 extern void ds_prometheus_family(StringInfo buf, const char *name, const char *type,
 								 const char *help);
 extern void ds_prometheus_label(StringInfo buf, const char *name, const char *value,

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
- * datastreams.c
- *	  Module entry point: each subsystem defines its settings and hooks.
+ * module.c
+ *	  The module's entry point: each subsystem defines its settings and
+ *	  hooks.
  *
  *-------------------------------------------------------------------------
  */
@@ -37,6 +38,7 @@ _PG_init(void)
 	ds_logs_init();
 	ds_retention_init();
 	ds_prune_worker_init();
+	ds_database_slots_init();
 	ds_launcher_init();
 	ds_routing_init();
 	MarkGUCPrefixReserved("datastreams");
