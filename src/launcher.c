@@ -49,7 +49,6 @@
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
-#include "bus.h"
 #include "workers.h"
 
 #define LAUNCHER_NAPTIME_MS 5000

@@ -12,6 +12,8 @@
 #include "utils/guc.h"
 
 #include "bus.h"
+#include "notify.h"
+#include "publisher.h"
 #include "datastreams.h"
 #include "frame_rules.h"
 #include "ledger.h"
@@ -30,7 +32,9 @@ _PG_init(void)
 	ds_normalize_init();
 	ds_stream_state_init();
 	ds_ledger_init();
+	ds_commit_init();
 	ds_notify_init();
+	ds_bus_init();
 	ds_publisher_init();
 	ds_metrics_init();
 	ds_health_init();
