@@ -24,7 +24,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT = qw(new_scaleout_node new_shard new_proxy set_cluster_map
-  shard_conninfo add_tenants sqlstate_of start_writer writer_log
+  shard_conninfo add_tenants sqlstate_of start_writer writer_log move_partition
   start_autoctl_monitor start_autoctl_node autoctl_psql poll_autoctl autoctl_primary
   crash_autoctl_node restart_autoctl_node start_pgbouncer repoint_pgbouncer pgbouncer_admin
   stop_services);
@@ -110,6 +110,23 @@ sub new_proxy
 		'CREATE EXTENSION plproxy; CREATE EXTENSION datastreams_proxy');
 	set_cluster_map($node, $partitions, @shards);
 	return $node;
+}
+
+# Run scripts/move-partition.sh: $partition from shard $source to shard
+# $destination, with the map on $proxy.  Returns (success, stdout, stderr).
+sub move_partition
+{
+	my ($source, $destination, $proxy, $partition) = @_;
+	my ($out, $err) = ('', '');
+	my $ok = IPC::Run::run(
+		[
+			"$ENV{DATASTREAMS_SRC}/scripts/move-partition.sh",
+			'--source', shard_conninfo($source),
+			'--destination', shard_conninfo($destination),
+			'--proxy', $proxy->connstr('postgres'), $partition
+		],
+		'>', \$out, '2>', \$err);
+	return ($ok, $out, $err);
 }
 
 # Accounts a and b with bound roles, a trusted application role and a role

@@ -256,16 +256,8 @@ is(as_a(qq{SELECT count(*) FROM datastreams_proxy.create_consumer('just_m', ARRA
 	'a consumer of a stream on shard1');
 as_a(qq{SELECT datastreams_proxy.ingest('$m', (SELECT jsonb_agg(jsonb_build_object('sequence', g)) FROM generate_series(1, 10) AS g))});
 as_a(qq{SELECT datastreams_proxy.ack(c, '$m', 6) FROM unnest(ARRAY['all', 'just_m']) AS c});
-my ($mout, $merr) = ('', '');
-ok( IPC::Run::run(
-		[
-			"$ENV{DATASTREAMS_SRC}/scripts/move-partition.sh",
-			'--source', shard_conninfo($shards[1]),
-			'--destination', shard_conninfo($shards[0]),
-			'--proxy', $proxy->connstr('postgres'), '3'
-		],
-		'>', \$mout, '2>', \$merr),
-	'move-partition.sh moves partition 3') or diag($mout . $merr);
+my ($moved, $mout, $merr) = move_partition($shards[1], $shards[0], $proxy, 3);
+ok($moved, 'move-partition.sh moves partition 3') or diag($mout . $merr);
 is($proxy->safe_psql('postgres', "SELECT datastreams_proxy.shard_of('$m')"),
 	shard_conninfo($shards[0]), 'the stream is on shard0 now');
 is($shards[0]->safe_psql('postgres',

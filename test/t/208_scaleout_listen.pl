@@ -21,7 +21,6 @@
 use strict;
 use warnings;
 
-use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -157,16 +156,8 @@ like(slurp_err(), qr/could not connect to shard|lost the connection to shard/,
 my ($writer, $werr) = start_writer($proxy, 'regress_tenant_a', 5,
 	'serialization_failure', @id{qw(m1 m2 other)});
 sleep 1;
-my ($mout, $merr) = ('', '');
-ok( IPC::Run::run(
-		[
-			"$ENV{DATASTREAMS_SRC}/scripts/move-partition.sh",
-			'--source', shard_conninfo($shards[1]),
-			'--destination', shard_conninfo($shards[0]),
-			'--proxy', $proxy->connstr('postgres'), '3'
-		],
-		'>', \$mout, '2>', \$merr),
-	'move-partition.sh succeeds') or diag($mout . $merr);
+my ($moved, $mout, $merr) = move_partition($shards[1], $shards[0], $proxy, 3);
+ok($moved, 'move-partition.sh succeeds') or diag($mout . $merr);
 $writer->finish;
 ok(!$writer->result, 'the writer ends without an error other than 40001')
   or diag($$werr);
