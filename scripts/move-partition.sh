@@ -17,7 +17,8 @@
 # routing hash); cut over on the source in one transaction (wait for the
 # writes already past the gate, mark the partition moved out, write a
 # barrier token, tell listeners {"moved": true}); wait for the token on the
-# destination; unhide it there and switch the map on every proxy; drop the
+# destination; copy the durable consumers' positions of the partition;
+# unhide it there and switch the map on every proxy; drop the
 # replication and delete the partition's streams from the source.  Calls
 # for the partition get 40001 between the cutover and the map switch
 # (printed as unavailable_ms); no other partition is disturbed.
@@ -38,7 +39,7 @@ while [ $# -gt 0 ]; do
 	--destination) DEST=$2; shift 2 ;;
 	--proxy) PROXIES+=("$2"); shift 2 ;;
 	--map-conninfo) MAP_CONNINFO=$2; shift 2 ;;
-	-h | --help) sed -n '2,26p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,24p' "$0"; exit 0 ;;
 	-*) die "unknown option $1" ;;
 	*) [ -z "$PARTITION" ] || die "one partition at a time"; PARTITION=$1; shift ;;
 	esac
@@ -122,6 +123,34 @@ until [ "$(q "$DEST" "SELECT count(*) FROM datastreams_shard.move_barrier WHERE 
 	sleep 0.005
 done
 T_CAUGHT_UP=$(now_ms)
+
+# Durable consumers' positions of the partition's streams, copied now: no
+# ack or seek of them can commit on the source after the cutover (they
+# pass the gate), and none reaches the destination before it is opened.
+# They are not replicated because the destination makes positions of its
+# own for the copied streams (a consumer of every stream gets one when it
+# is polled); the copy overwrites those.  Positions of consumers the
+# destination lacks (a create_consumer that failed there) are left out
+# and counted.
+POSITIONS=$(psql -X -q -v ON_ERROR_STOP=1 -d "$SOURCE" -c "COPY (
+	SELECT p.* FROM datastreams.consumer_positions AS p WHERE $(in_partition p.stream_id)) TO STDOUT" |
+	PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning" psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$DEST" \
+		-c "CREATE TEMPORARY TABLE moved_positions (LIKE datastreams.consumer_positions)" \
+		-c "COPY moved_positions FROM STDIN" \
+		-c "WITH copied AS (
+			INSERT INTO datastreams.consumer_positions AS p
+			SELECT m.* FROM moved_positions AS m
+			 WHERE EXISTS (SELECT FROM datastreams.consumers AS c
+							WHERE c.account_id = m.account_id AND c.name = m.consumer)
+			ON CONFLICT (account_id, consumer, stream_id) DO UPDATE
+			   SET acknowledged_sequence = excluded.acknowledged_sequence,
+				   acknowledged_at = excluded.acknowledged_at,
+				   frames_missed = excluded.frames_missed,
+				   missed_since_ack = excluded.missed_since_ack
+			RETURNING 1)
+		SELECT count(*) || ' ' || (SELECT count(*) FROM moved_positions) - count(*) FROM copied")
+read -r COPIED LEFT_OUT <<<"$POSITIONS"
+say "consumer positions copied: $COPIED${LEFT_OUT:+, left out (consumer missing on the destination): $LEFT_OUT}"
 
 q "$DEST" "DELETE FROM datastreams_shard.hidden WHERE mask = $MASK AND value = $PARTITION" >/dev/null
 for p in "${PROXIES[@]}"; do

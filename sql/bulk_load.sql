@@ -38,10 +38,16 @@ SET datastreams.account_id = 'regress_bulk_b';
 SELECT id AS stream_b FROM datastreams.create_stream('bulk b', 'blk-b', status => 'active') \gset
 RESET datastreams.account_id;
 
+-- The files go to the data directory, so that concurrent runs on other
+-- servers do not share them.
+SELECT current_setting('data_directory') || '/regress_datastreams_bulk.csv' AS bulk_csv,
+       current_setting('data_directory') || '/regress_datastreams_bulk_dup.csv' AS bulk_dup_csv,
+       current_setting('data_directory') || '/regress_datastreams_bulk_b.csv' AS bulk_b_csv \gset
+
 -- 100000 frames of stream a, every third one over the SLA
 COPY (SELECT :'stream_a', g, '{"p": ' || g || '}', (g % 3) * 100, CASE WHEN g % 1000 = 0 THEN 'error' END
         FROM generate_series(1, 100000) g)
-  TO '/tmp/regress_datastreams_bulk.csv' (FORMAT csv);
+  TO :'bulk_csv' (FORMAT csv);
 
 --
 -- A tenant (subject to RLS) cannot COPY into frames: PostgreSQL's own error,
@@ -71,7 +77,7 @@ DELETE FROM datastreams.stream_state WHERE stream_id = :'stream_a';
 SET ROLE regress_bulk_loader;
 SELECT datastreams.current_account() IS NULL AS no_account_context;
 COPY datastreams.frames (stream_id, sequence, payload, latency_ms, status)
-  FROM '/tmp/regress_datastreams_bulk.csv' (FORMAT csv);
+  FROM :'bulk_csv' (FORMAT csv);
 RESET ROLE;
 SELECT count(*) AS frames,
        count(*) FILTER (WHERE status = 'late') AS late,
@@ -89,9 +95,9 @@ SELECT st.latest_sequence, st.latest_frame_id = f.id AS pointer_is_latest_frame,
 
 -- The rules still hold for COPY: one bad row rejects the whole COPY
 COPY (SELECT :'stream_a', 100001 UNION ALL SELECT :'stream_a', 100001)
-  TO '/tmp/regress_datastreams_bulk_dup.csv' (FORMAT csv);
+  TO :'bulk_dup_csv' (FORMAT csv);
 SET ROLE regress_bulk_loader;
-SELECT regress_bulk.err($$COPY datastreams.frames (stream_id, sequence) FROM '/tmp/regress_datastreams_bulk_dup.csv' (FORMAT csv)$$);
+SELECT regress_bulk.err(format($$COPY datastreams.frames (stream_id, sequence) FROM %L (FORMAT csv)$$, :'bulk_dup_csv'));
 RESET ROLE;
 SELECT max(sequence) AS still_latest FROM datastreams.frames WHERE stream_id = :'stream_a';
 
@@ -104,9 +110,9 @@ SELECT datastreams.current_account();
 SELECT regress_bulk.err(format($$INSERT INTO datastreams.frames (stream_id, sequence) VALUES (%L, 200000)$$, :'stream_a'));
 INSERT INTO datastreams.frames (stream_id, sequence) VALUES (:'stream_b', 1);
 RESET ROLE;
-COPY (SELECT :'stream_a', 200000) TO '/tmp/regress_datastreams_bulk_b.csv' (FORMAT csv);
+COPY (SELECT :'stream_a', 200000) TO :'bulk_b_csv' (FORMAT csv);
 SET ROLE regress_bulk_loader_b;
-SELECT regress_bulk.err($$COPY datastreams.frames (stream_id, sequence) FROM '/tmp/regress_datastreams_bulk_b.csv' (FORMAT csv)$$);
+SELECT regress_bulk.err(format($$COPY datastreams.frames (stream_id, sequence) FROM %L (FORMAT csv)$$, :'bulk_b_csv'));
 RESET ROLE;
 SELECT count(*) AS frames_of_a_at_200000 FROM datastreams.frames WHERE stream_id = :'stream_a' AND sequence = 200000;
 

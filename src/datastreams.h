@@ -101,17 +101,19 @@ extern void ds_stream_cache_init(void);
 /* api.c: errors of our SPI statements without the statement as context */
 extern void ds_strip_internal_query(ErrorData *edata, const char *query);
 
+/* latency_buckets.c: the latency histogram's buckets */
+#define DS_LATENCY_BUCKETS 15	/* finite bucket bounds; one more bucket is +Inf */
+
+extern const int32 ds_latency_bounds_ms[DS_LATENCY_BUCKETS];
+extern int	ds_latency_bucket(int32 latency_ms);
+
 /* metrics.c */
 extern void ds_metrics_commit(void);
 extern void ds_metrics_notifications_skipped(int64 count);
-extern int	ds_latency_bucket(int32 latency_ms);
 extern void ds_metrics_init(void);
 
 /* metrics.c: copies of the shared counters, for metrics() and stream_latency() */
-#define DS_LATENCY_BUCKETS 15	/* finite bucket bounds; one more bucket is +Inf */
 #define DS_ACCOUNT_KEY_LEN 256	/* longest tracked account id, in bytes, + 1 */
-
-extern const int32 ds_latency_bounds_ms[DS_LATENCY_BUCKETS];
 
 typedef struct DsStreamCounters
 {
@@ -153,7 +155,7 @@ extern void ds_metrics_globals(DsGlobalCounters *out);
 extern double ds_latency_quantile(const int64 *buckets, double q, bool *isnull);
 extern void ds_health_init(void);
 
-/* prometheus.c: the exposition format, for the series of other files */
+/* exposition.c: the Prometheus text format, for metrics() and the consumers */
 extern void ds_prometheus_family(StringInfo buf, const char *name, const char *type,
 								 const char *help);
 extern void ds_prometheus_label(StringInfo buf, const char *name, const char *value,

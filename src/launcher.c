@@ -15,9 +15,8 @@
  * nobody is connected, so it works without FORCE.
  *
  * datastreams.database, when set, limits all this to the databases it
- * lists.  The registry (one slot per database, datastreams.max_databases of
- * them) is in shared memory under one LWLock, which also protects the
- * publishers' hand-over rings (publisher.c).
+ * lists.  The databases and their workers' pids are kept in the registry
+ * of database_slots.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -50,22 +49,12 @@
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
-#include "bus.h"
 #include "workers.h"
 
-#define MAX_DATABASES_DEFAULT 16
 #define LAUNCHER_NAPTIME_MS 5000
 #define RESTART_DELAY_MS 5000
 #define PROBE_DELAY_MS 500
 #define DROPPING_GRACE_MS 30000
-
-typedef struct LauncherShared
-{
-	LWLock	   *lock;
-	Latch	   *launcher_latch;
-	bool		rescan;			/* list the databases again */
-	DatabaseSlot slots[FLEXIBLE_ARRAY_MEMBER];
-} LauncherShared;
 
 /* The launcher's own view of the workers it started */
 typedef struct WorkerHandles
@@ -77,152 +66,13 @@ typedef struct WorkerHandles
 	bool		warned;
 } WorkerHandles;
 
-static int	max_databases = MAX_DATABASES_DEFAULT;
 static char *database_list = NULL;
 static char *prune_role = NULL;
 
-static LauncherShared *shared = NULL;
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static ProcessUtility_hook_type prev_process_utility = NULL;
 
 /* A CREATE EXTENSION datastreams waiting for its transaction to commit */
 static bool extension_created = false;
-
-static Size
-launcher_shmem_size(void)
-{
-	return add_size(offsetof(LauncherShared, slots),
-					mul_size(max_databases, sizeof(DatabaseSlot)));
-}
-
-static void
-launcher_shmem_request(void)
-{
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(launcher_shmem_size()));
-	RequestNamedLWLockTranche("datastreams workers", 1);
-}
-
-static void
-launcher_shmem_startup(void)
-{
-	bool		found;
-
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	shared = ShmemInitStruct("datastreams workers", launcher_shmem_size(), &found);
-	if (!found)
-	{
-		memset(shared, 0, launcher_shmem_size());
-		shared->lock = &(GetNamedLWLockTranche("datastreams workers"))->lock;
-	}
-	LWLockRelease(AddinShmemInitLock);
-}
-
-int
-ds_database_slots(void)
-{
-	return max_databases;
-}
-
-DatabaseSlot *
-ds_database_slot(int slot)
-{
-	return &shared->slots[slot];
-}
-
-LWLock *
-ds_workers_lock(void)
-{
-	return shared->lock;
-}
-
-/* The database's slot, or -1; the caller need not hold the lock */
-int
-ds_find_database_slot(Oid dbid)
-{
-	int			i;
-
-	if (shared == NULL)
-		return -1;
-	for (i = 0; i < max_databases; i++)
-		if (shared->slots[i].dbid == dbid)
-			return i;
-	return -1;
-}
-
-/* Caller holds the lock exclusively */
-static int
-enter_database_slot(Oid dbid)
-{
-	int			i = ds_find_database_slot(dbid);
-
-	if (i >= 0)
-		return i;
-	for (i = 0; i < max_databases; i++)
-		if (!OidIsValid(shared->slots[i].dbid))
-		{
-			memset(&shared->slots[i], 0, sizeof(DatabaseSlot));
-			shared->slots[i].dbid = dbid;
-			shared->slots[i].state = DATABASE_UNKNOWN;
-			shared->slots[i].state_since = GetCurrentTimestamp();
-			return i;
-		}
-	return -1;
-}
-
-void
-ds_worker_set_state(int slot, DatabaseState state)
-{
-	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	shared->slots[slot].state = state;
-	shared->slots[slot].state_since = GetCurrentTimestamp();
-	LWLockRelease(shared->lock);
-}
-
-static void
-worker_detach(int code, Datum arg)
-{
-	int			slot = DatumGetInt32(arg) >> 1;
-	bool		publisher = DatumGetInt32(arg) & 1;
-
-	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	if (publisher)
-		shared->slots[slot].publisher_pid = 0;
-	else
-		shared->slots[slot].pruner_pid = 0;
-	LWLockRelease(shared->lock);
-}
-
-/* A worker says it runs (its pid, for DROP DATABASE) */
-void
-ds_worker_attach(int slot, bool publisher)
-{
-	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	if (publisher)
-		shared->slots[slot].publisher_pid = MyProcPid;
-	else
-		shared->slots[slot].pruner_pid = MyProcPid;
-	LWLockRelease(shared->lock);
-	before_shmem_exit(worker_detach, Int32GetDatum((slot << 1) | (publisher ? 1 : 0)));
-}
-
-static void
-wake_launcher(bool rescan)
-{
-	Latch	   *latch;
-
-	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	if (rescan)
-		shared->rescan = true;
-	latch = shared->launcher_latch;
-	LWLockRelease(shared->lock);
-	if (latch)
-		SetLatch(latch);
-}
 
 /*
  * The launcher
@@ -253,7 +103,7 @@ list_databases(void)
 	Relation	rel;
 	TableScanDesc scan;
 	HeapTuple	tuple;
-	bool	   *seen = palloc0(sizeof(bool) * max_databases);
+	bool	   *seen = palloc0(sizeof(bool) * ds_database_slots());
 	int			i;
 
 	SetCurrentStatementStartTimestamp();
@@ -268,27 +118,27 @@ list_databases(void)
 
 		if (!db->datallowconn || db->datistemplate || !database_allowed(NameStr(db->datname)))
 			continue;
-		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-		slot = enter_database_slot(db->oid);
-		LWLockRelease(shared->lock);
+		LWLockAcquire(ds_workers_lock(), LW_EXCLUSIVE);
+		slot = ds_enter_database_slot(db->oid);
+		LWLockRelease(ds_workers_lock());
 		if (slot >= 0)
 			seen[slot] = true;
 		else
 			ereport(LOG,
 					(errmsg("datastreams: no slot for database \"%s\"", NameStr(db->datname)),
 					 errhint("Increase datastreams.max_databases (now %d) to serve more databases.",
-							 max_databases)));
+							 ds_database_slots())));
 	}
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
 
-	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	for (i = 0; i < max_databases; i++)
-		if (OidIsValid(shared->slots[i].dbid) && !seen[i] &&
-			shared->slots[i].publisher_pid == 0 && shared->slots[i].pruner_pid == 0)
-			shared->slots[i].dbid = InvalidOid;
-	LWLockRelease(shared->lock);
+	LWLockAcquire(ds_workers_lock(), LW_EXCLUSIVE);
+	for (i = 0; i < ds_database_slots(); i++)
+		if (OidIsValid(ds_database_slot(i)->dbid) && !seen[i] &&
+			ds_database_slot(i)->publisher_pid == 0 && ds_database_slot(i)->pruner_pid == 0)
+			ds_database_slot(i)->dbid = InvalidOid;
+	LWLockRelease(ds_workers_lock());
 	pfree(seen);
 }
 
@@ -351,7 +201,7 @@ start_worker(int slot, bool publisher, WorkerHandles *h)
 		if (!h->warned)
 			ereport(LOG,
 					(errmsg("datastreams: no background worker slot is free for the %s of database %u",
-							publisher ? "publisher" : "prune worker", shared->slots[slot].dbid),
+							publisher ? "publisher" : "prune worker", ds_database_slot(slot)->dbid),
 					 errhint("Raise max_worker_processes: datastreams needs one launcher and, per database with the extension, a publisher and a prune worker.")));
 		h->warned = true;
 		return NULL;
@@ -377,9 +227,9 @@ tend_database(int slot, WorkerHandles *h)
 	DatabaseSlot copy;
 	TimestampTz now = GetCurrentTimestamp();
 
-	LWLockAcquire(shared->lock, LW_SHARED);
-	copy = shared->slots[slot];
-	LWLockRelease(shared->lock);
+	LWLockAcquire(ds_workers_lock(), LW_SHARED);
+	copy = *ds_database_slot(slot);
+	LWLockRelease(ds_workers_lock());
 
 	if (!OidIsValid(copy.dbid) || copy.state == DATABASE_ABSENT ||
 		copy.state == DATABASE_DROPPING)
@@ -428,10 +278,8 @@ datastreams_launcher_main(Datum main_arg)
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname("datastreams launcher");
 
-	handles = MemoryContextAllocZero(TopMemoryContext, sizeof(WorkerHandles) * max_databases);
-	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	shared->launcher_latch = MyLatch;
-	LWLockRelease(shared->lock);
+	handles = MemoryContextAllocZero(TopMemoryContext, sizeof(WorkerHandles) * ds_database_slots());
+	ds_set_launcher_latch(MyLatch);
 
 	for (;;)
 	{
@@ -445,17 +293,14 @@ datastreams_launcher_main(Datum main_arg)
 			last_list = 0;
 		}
 
-		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-		rescan = shared->rescan;
-		shared->rescan = false;
-		LWLockRelease(shared->lock);
+		rescan = ds_take_rescan();
 		if (rescan || TimestampDifferenceExceeds(last_list, GetCurrentTimestamp(), LAUNCHER_NAPTIME_MS))
 		{
 			list_databases();
 			last_list = GetCurrentTimestamp();
 		}
 
-		for (i = 0; i < max_databases; i++)
+		for (i = 0; i < ds_database_slots(); i++)
 			tend_database(i, &handles[i]);
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -492,23 +337,23 @@ stop_database_workers(const char *dbname)
 
 	if (!OidIsValid(dbid) || slot < 0)
 		return;
-	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	shared->slots[slot].state = DATABASE_DROPPING;
-	shared->slots[slot].state_since = GetCurrentTimestamp();
-	if (shared->slots[slot].publisher_pid != 0)
-		kill(shared->slots[slot].publisher_pid, SIGTERM);
-	if (shared->slots[slot].pruner_pid != 0)
-		kill(shared->slots[slot].pruner_pid, SIGTERM);
-	LWLockRelease(shared->lock);
-	wake_launcher(false);
+	LWLockAcquire(ds_workers_lock(), LW_EXCLUSIVE);
+	ds_database_slot(slot)->state = DATABASE_DROPPING;
+	ds_database_slot(slot)->state_since = GetCurrentTimestamp();
+	if (ds_database_slot(slot)->publisher_pid != 0)
+		kill(ds_database_slot(slot)->publisher_pid, SIGTERM);
+	if (ds_database_slot(slot)->pruner_pid != 0)
+		kill(ds_database_slot(slot)->pruner_pid, SIGTERM);
+	LWLockRelease(ds_workers_lock());
+	ds_wake_launcher(false);
 
 	for (waited = 0; waited < 500; waited++)
 	{
 		bool		gone;
 
-		LWLockAcquire(shared->lock, LW_SHARED);
-		gone = shared->slots[slot].publisher_pid == 0 && shared->slots[slot].pruner_pid == 0;
-		LWLockRelease(shared->lock);
+		LWLockAcquire(ds_workers_lock(), LW_SHARED);
+		gone = ds_database_slot(slot)->publisher_pid == 0 && ds_database_slot(slot)->pruner_pid == 0;
+		LWLockRelease(ds_workers_lock());
 		if (gone)
 			break;
 		CHECK_FOR_INTERRUPTS();
@@ -524,7 +369,7 @@ launcher_process_utility(PlannedStmt *pstmt, const char *queryString,
 {
 	Node	   *stmt = pstmt->utilityStmt;
 
-	if (shared != NULL && IsA(stmt, DropdbStmt))
+	if (ds_database_slots_ready() && IsA(stmt, DropdbStmt))
 		stop_database_workers(((DropdbStmt *) stmt)->dbname);
 
 	if (prev_process_utility)
@@ -534,10 +379,10 @@ launcher_process_utility(PlannedStmt *pstmt, const char *queryString,
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
 								queryEnv, dest, qc);
 
-	if (shared != NULL && IsA(stmt, CreateExtensionStmt) &&
+	if (ds_database_slots_ready() && IsA(stmt, CreateExtensionStmt) &&
 		strcmp(((CreateExtensionStmt *) stmt)->extname, "datastreams") == 0)
 		extension_created = true;
-	if (shared != NULL && IsA(stmt, DropStmt) &&
+	if (ds_database_slots_ready() && IsA(stmt, DropStmt) &&
 		((DropStmt *) stmt)->removeType == OBJECT_EXTENSION &&
 		names_datastreams(((DropStmt *) stmt)->objects))
 		extension_created = false;
@@ -552,15 +397,15 @@ launcher_xact_callback(XactEvent event, void *arg)
 		return;
 	if (event == XACT_EVENT_COMMIT)
 	{
-		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-		slot = enter_database_slot(MyDatabaseId);
-		if (slot >= 0 && shared->slots[slot].state != DATABASE_PRESENT)
+		LWLockAcquire(ds_workers_lock(), LW_EXCLUSIVE);
+		slot = ds_enter_database_slot(MyDatabaseId);
+		if (slot >= 0 && ds_database_slot(slot)->state != DATABASE_PRESENT)
 		{
-			shared->slots[slot].state = DATABASE_UNKNOWN;
-			shared->slots[slot].state_since = GetCurrentTimestamp();
+			ds_database_slot(slot)->state = DATABASE_UNKNOWN;
+			ds_database_slot(slot)->state_since = GetCurrentTimestamp();
 		}
-		LWLockRelease(shared->lock);
-		wake_launcher(false);
+		LWLockRelease(ds_workers_lock());
+		ds_wake_launcher(false);
 	}
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT)
 		extension_created = false;
@@ -592,20 +437,6 @@ ds_launcher_init(void)
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
-	DefineCustomIntVariable("datastreams.max_databases",
-							"Sets how many databases the background workers can serve.",
-							NULL,
-							&max_databases,
-							MAX_DATABASES_DEFAULT,
-							1, 1024,
-							PGC_POSTMASTER,
-							0,
-							NULL, NULL, NULL);
-
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = launcher_shmem_request;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = launcher_shmem_startup;
 	prev_process_utility = ProcessUtility_hook;
 	ProcessUtility_hook = launcher_process_utility;
 	RegisterXactCallback(launcher_xact_callback, NULL);

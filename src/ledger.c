@@ -6,7 +6,7 @@
  *	  account the streams created and updated; the stream changes to log.
  *
  * Everything here is handed on only when the transaction's outcome is
- * known, in one fixed order (ledger_xact_callback):
+ * known, in one fixed order, by commit.c:
  *
  *	PRE_COMMIT	the bus chooses its path (publisher or NOTIFY at commit) and
  *				queues what it must before the commit; the stream state is
@@ -38,7 +38,6 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
-#include "bus.h"
 #include "ledger.h"
 #include "stream_state.h"
 
@@ -71,9 +70,6 @@ static int	streams_in_use = 0;
 
 static LedgerChange *changes = NULL;	/* in TopTransactionContext */
 
-/* The streams handed to the bus before commit, handed to it again after */
-static LedgerStream **committing = NULL;
-static int	ncommitting = 0;
 static int	changes_allocated = 0;
 static ChangesTally changes_tally;
 
@@ -322,26 +318,21 @@ ds_ledger_changes(int *count, int64 *not_listed)
 	return changes;
 }
 
-static bool
-wrote_frames(void)
+/* Did the current transaction record anything? */
+bool
+ds_ledger_in_use(void)
 {
-	int			n;
-	LedgerStream **written = ds_ledger_streams(&n);
-
-	if (written)
-		pfree(written);
-	return n > 0;
+	return ledger_used;
 }
 
-static void
-ledger_reset(void)
+/* Forget the transaction that ended (commit.c calls this last) */
+void
+ds_ledger_reset(void)
 {
 	HASH_SEQ_STATUS seq;
 	LedgerStream *entry;
 
 	/* the rest lived in TopTransactionContext */
-	committing = NULL;
-	ncommitting = 0;
 	undo = NULL;
 	undo_depth = undo_allocated = 0;
 	accounts = NULL;
@@ -362,50 +353,6 @@ ledger_reset(void)
 	hash_seq_init(&seq, streams);
 	while ((entry = hash_seq_search(&seq)) != NULL)
 		entry->in_use = false;
-}
-
-static void
-ledger_xact_callback(XactEvent event, void *arg)
-{
-	switch (event)
-	{
-		case XACT_EVENT_PRE_COMMIT:
-			if (!ledger_used)
-				break;
-			committing = ds_ledger_streams(&ncommitting);
-			if (ncommitting > 0 && !ds_bus_pre_commit(committing, ncommitting))
-				ds_fold_stream_states(committing, ncommitting);
-			break;
-		case XACT_EVENT_COMMIT:
-			if (ledger_used)
-			{
-				ds_bus_commit(committing, ncommitting);
-				ds_metrics_commit();
-				ds_log_changes();
-			}
-			ledger_reset();
-			break;
-		case XACT_EVENT_PRE_PREPARE:
-			if (ledger_used && wrote_frames())
-				ereport(ERROR,
-						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						 errmsg("cannot prepare a transaction that wrote datastreams frames"),
-						 errdetail("Frames are announced to listeners when their transaction commits, and a prepared transaction commits in another session."),
-						 errhint("Write frames in transactions that commit directly.")));
-			break;
-		case XACT_EVENT_ABORT:
-			if (ledger_used)
-				ds_bus_abort();
-			ledger_reset();
-			break;
-		case XACT_EVENT_PREPARE:
-		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_PARALLEL_ABORT:
-			ledger_reset();
-			break;
-		default:
-			break;
-	}
 }
 
 static void
@@ -450,6 +397,5 @@ ledger_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 void
 ds_ledger_init(void)
 {
-	RegisterXactCallback(ledger_xact_callback, NULL);
 	RegisterSubXactCallback(ledger_subxact_callback, NULL);
 }

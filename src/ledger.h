@@ -78,7 +78,12 @@ extern LedgerStream **ds_ledger_streams(int *count);
 extern LedgerAccount **ds_ledger_accounts(int *count);
 extern LedgerChange *ds_ledger_changes(int *count, int64 *not_listed);
 extern int64 ds_ledger_untracked_changes(void);
+extern bool ds_ledger_in_use(void);
+extern void ds_ledger_reset(void);
 
 extern void ds_ledger_init(void);
+
+/* commit.c: hands the ledger on when its transaction ends */
+extern void ds_commit_init(void);
 
 #endif							/* DS_LEDGER_H */

@@ -60,11 +60,6 @@
 #include "datastreams.h"
 #include "ledger.h"
 
-/* Bucket upper bounds; the text forms are in prometheus.c */
-const int32 ds_latency_bounds_ms[DS_LATENCY_BUCKETS] = {
-	1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000
-};
-
 #define MAX_TRACKED_STREAMS_DEFAULT 10000
 #define MAX_TRACKED_STREAMS_PER_ACCOUNT_DEFAULT 1000
 
@@ -182,17 +177,6 @@ metrics_shmem_startup(void)
 									max_tracked_streams, max_tracked_streams,
 									&info, HASH_ELEM | HASH_BLOBS);
 	LWLockRelease(AddinShmemInitLock);
-}
-
-int
-ds_latency_bucket(int32 latency_ms)
-{
-	int			i;
-
-	for (i = 0; i < DS_LATENCY_BUCKETS; i++)
-		if (latency_ms <= ds_latency_bounds_ms[i])
-			return i;
-	return DS_LATENCY_BUCKETS;
 }
 
 /*

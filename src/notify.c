@@ -41,8 +41,8 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
-#include "bus.h"
 #include "frame_rules.h"
+#include "notify.h"
 
 /* NOTIFY rejects payloads of 8000 bytes or more (async.c) */
 #define MAX_NOTIFY_PAYLOAD 7999
@@ -65,7 +65,6 @@ static const struct config_enum_entry notify_payload_options[] = {
 static int	notify_payload = NOTIFY_PAYLOAD_IDS;
 static int	notify_frames = NOTIFY_FRAMES_DEFAULT;
 static double notify_queue_limit = NOTIFY_QUEUE_LIMIT_DEFAULT;
-static char *notify_mode = NULL;
 
 static void
 channel_name(char *channel, const pg_uuid_t *stream_id)
@@ -247,48 +246,6 @@ ds_notify_queue_full(void)
 	return true;
 }
 
-/*
- * Before the commit: hand the frames to the publisher, or announce them
- * now (NOTIFY queues at commit; a rolled-back transaction sends nothing).
- * True when the publisher will announce them (and fold the stream state).
- */
-bool
-ds_bus_pre_commit(LedgerStream **streams, int count)
-{
-	int			i;
-
-	if (!ds_relations()->before_1_2 && ds_publisher_reserve(streams, count))
-		return true;
-	if (ds_notify_queue_full())
-	{
-		ds_metrics_notifications_skipped(count);
-		return false;
-	}
-	for (i = 0; i < count; i++)
-		(void) ds_notify_range(&streams[i]->stream_id, streams[i]->t.first_sequence,
-							   streams[i]->t.latest, streams[i]->t.count,
-							   &streams[i]->t.last_id, streams[i]->t.last_status, SnapshotSelf);
-	return false;
-}
-
-void
-ds_bus_commit(LedgerStream **streams, int count)
-{
-	ds_publisher_hand_over(streams, count);
-}
-
-void
-ds_bus_abort(void)
-{
-	ds_publisher_release();
-}
-
-static const char *
-show_notify_mode(void)
-{
-	return ds_publisher_usable() ? "publisher" : "commit";
-}
-
 void
 ds_notify_init(void)
 {
@@ -321,13 +278,4 @@ ds_notify_init(void)
 							PGC_SUSET,
 							0,
 							NULL, NULL, NULL);
-
-	DefineCustomStringVariable("datastreams.notify_mode",
-							   "Shows which path announces this session's frames: publisher or commit.",
-							   "publisher when the library is preloaded and this database's publisher runs; otherwise writers notify at commit.",
-							   &notify_mode,
-							   "commit",
-							   PGC_INTERNAL,
-							   GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE,
-							   NULL, NULL, show_notify_mode);
 }

@@ -28,50 +28,10 @@ static const char *const bucket_labels[DS_LATENCY_BUCKETS] = {
 };
 
 static void
-family(StringInfo buf, const char *name, const char *type, const char *help)
-{
-	appendStringInfo(buf, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-/* A label value: backslash, double quote and line feed are escaped */
-static void
-append_label(StringInfo buf, const char *name, const char *value, bool first)
-{
-	const char *p;
-
-	appendStringInfo(buf, "%s%s=\"", first ? "" : ",", name);
-	for (p = value; *p; p++)
-	{
-		if (*p == '\\')
-			appendStringInfoString(buf, "\\\\");
-		else if (*p == '"')
-			appendStringInfoString(buf, "\\\"");
-		else if (*p == '\n')
-			appendStringInfoString(buf, "\\n");
-		else
-			appendStringInfoChar(buf, *p);
-	}
-	appendStringInfoChar(buf, '"');
-}
-
-static void
 stream_labels(StringInfo buf, const DsStreamCounters *s)
 {
-	append_label(buf, "account_id", s->account_id, true);
-	append_label(buf, "stream_id", ds_uuid_to_cstring(&s->stream_id), false);
-}
-
-/* family() and append_label() for the series of other files (consumers.c) */
-void
-ds_prometheus_family(StringInfo buf, const char *name, const char *type, const char *help)
-{
-	family(buf, name, type, help);
-}
-
-void
-ds_prometheus_label(StringInfo buf, const char *name, const char *value, bool first)
-{
-	append_label(buf, name, value, first);
+	ds_prometheus_label(buf, "account_id", s->account_id, true);
+	ds_prometheus_label(buf, "stream_id", ds_uuid_to_cstring(&s->stream_id), false);
 }
 
 /* Milliseconds as seconds, exactly */
@@ -102,54 +62,54 @@ datastreams_metrics(PG_FUNCTION_ARGS)
 
 	initStringInfo(&buf);
 
-	family(&buf, "datastreams_streams_created_total", "counter",
+	ds_prometheus_family(&buf, "datastreams_streams_created_total", "counter",
 		   "Streams created, per account (committed transactions only).");
 	for (i = 0; i < naccounts; i++)
 	{
 		appendStringInfoString(&buf, "datastreams_streams_created_total{");
-		append_label(&buf, "account_id", accounts[i].account_id, true);
+		ds_prometheus_label(&buf, "account_id", accounts[i].account_id, true);
 		appendStringInfo(&buf, "} " INT64_FORMAT "\n", accounts[i].created);
 	}
 
-	family(&buf, "datastreams_streams_updated_total", "counter",
+	ds_prometheus_family(&buf, "datastreams_streams_updated_total", "counter",
 		   "Stream updates, per account (committed transactions only).");
 	for (i = 0; i < naccounts; i++)
 	{
 		appendStringInfoString(&buf, "datastreams_streams_updated_total{");
-		append_label(&buf, "account_id", accounts[i].account_id, true);
+		ds_prometheus_label(&buf, "account_id", accounts[i].account_id, true);
 		appendStringInfo(&buf, "} " INT64_FORMAT "\n", accounts[i].updated);
 	}
 
-	family(&buf, "datastreams_account_tracked_streams", "gauge",
+	ds_prometheus_family(&buf, "datastreams_account_tracked_streams", "gauge",
 		   "Streams of the account with an entry in shared memory (at most datastreams.max_tracked_streams_per_account).");
 	for (i = 0; i < naccounts; i++)
 	{
 		appendStringInfoString(&buf, "datastreams_account_tracked_streams{");
-		append_label(&buf, "account_id", accounts[i].account_id, true);
+		ds_prometheus_label(&buf, "account_id", accounts[i].account_id, true);
 		appendStringInfo(&buf, "} " INT64_FORMAT "\n", accounts[i].tracked_streams);
 	}
 
-	family(&buf, "datastreams_account_untracked_frames_total", "counter",
+	ds_prometheus_family(&buf, "datastreams_account_untracked_frames_total", "counter",
 		   "Frames of the account's streams not counted per stream because the account's share of the stream table or the table was full (committed transactions only).");
 	for (i = 0; i < naccounts; i++)
 	{
 		appendStringInfoString(&buf, "datastreams_account_untracked_frames_total{");
-		append_label(&buf, "account_id", accounts[i].account_id, true);
+		ds_prometheus_label(&buf, "account_id", accounts[i].account_id, true);
 		appendStringInfo(&buf, "} " INT64_FORMAT "\n", accounts[i].untracked_frames);
 	}
 
-	family(&buf, "datastreams_frames_created_total", "counter",
+	ds_prometheus_family(&buf, "datastreams_frames_created_total", "counter",
 		   "Frames stored, per stream and status (committed transactions only).");
 	for (i = 0; i < nstreams; i++)
 		for (k = 0; k < FRAME_STATUS_COUNT; k++)
 		{
 			appendStringInfoString(&buf, "datastreams_frames_created_total{");
 			stream_labels(&buf, &streams[i]);
-			append_label(&buf, "status", frame_status_names[k], false);
+			ds_prometheus_label(&buf, "status", frame_status_names[k], false);
 			appendStringInfo(&buf, "} " INT64_FORMAT "\n", streams[i].frames[k]);
 		}
 
-	family(&buf, "datastreams_frame_latency_seconds", "histogram",
+	ds_prometheus_family(&buf, "datastreams_frame_latency_seconds", "histogram",
 		   "Latency of stored frames (their latency_ms), per stream (committed transactions only).");
 	for (i = 0; i < nstreams; i++)
 	{
@@ -160,7 +120,7 @@ datastreams_metrics(PG_FUNCTION_ARGS)
 			cumulative += streams[i].buckets[k];
 			appendStringInfoString(&buf, "datastreams_frame_latency_seconds_bucket{");
 			stream_labels(&buf, &streams[i]);
-			append_label(&buf, "le", k < DS_LATENCY_BUCKETS ? bucket_labels[k] : "+Inf", false);
+			ds_prometheus_label(&buf, "le", k < DS_LATENCY_BUCKETS ? bucket_labels[k] : "+Inf", false);
 			appendStringInfo(&buf, "} " INT64_FORMAT "\n", cumulative);
 		}
 		appendStringInfoString(&buf, "datastreams_frame_latency_seconds_sum{");
@@ -180,31 +140,31 @@ datastreams_metrics(PG_FUNCTION_ARGS)
 		DsGlobalCounters g;
 
 		ds_metrics_globals(&g);
-		family(&buf, "datastreams_notifications_skipped_total", "counter",
+		ds_prometheus_family(&buf, "datastreams_notifications_skipped_total", "counter",
 			   "Per-stream statement notifications not sent because the notification queue was fuller than datastreams.notify_queue_limit.");
 		appendStringInfo(&buf, "datastreams_notifications_skipped_total " INT64_FORMAT "\n",
 						 g.notifications_skipped);
-		family(&buf, "datastreams_untracked_frames_total", "counter",
+		ds_prometheus_family(&buf, "datastreams_untracked_frames_total", "counter",
 			   "Frames not counted per stream because the stream table (datastreams.max_tracked_streams) or the account's share of it (datastreams.max_tracked_streams_per_account) was full.");
 		appendStringInfo(&buf, "datastreams_untracked_frames_total " INT64_FORMAT "\n",
 						 g.untracked_frames);
-		family(&buf, "datastreams_untracked_stream_changes_total", "counter",
+		ds_prometheus_family(&buf, "datastreams_untracked_stream_changes_total", "counter",
 			   "Stream creations and updates not counted per account because the account table was full or the account id too long.");
 		appendStringInfo(&buf, "datastreams_untracked_stream_changes_total " INT64_FORMAT "\n",
 						 g.untracked_stream_changes);
-		family(&buf, "datastreams_tracked_streams", "gauge",
+		ds_prometheus_family(&buf, "datastreams_tracked_streams", "gauge",
 			   "Streams with an entry in shared memory.");
 		appendStringInfo(&buf, "datastreams_tracked_streams " INT64_FORMAT "\n",
 						 g.tracked_streams);
-		family(&buf, "datastreams_max_tracked_streams", "gauge",
+		ds_prometheus_family(&buf, "datastreams_max_tracked_streams", "gauge",
 			   "The datastreams.max_tracked_streams setting.");
 		appendStringInfo(&buf, "datastreams_max_tracked_streams " INT64_FORMAT "\n",
 						 g.max_tracked_streams);
-		family(&buf, "datastreams_max_tracked_streams_per_account", "gauge",
+		ds_prometheus_family(&buf, "datastreams_max_tracked_streams_per_account", "gauge",
 			   "The datastreams.max_tracked_streams_per_account setting.");
 		appendStringInfo(&buf, "datastreams_max_tracked_streams_per_account " INT64_FORMAT "\n",
 						 g.max_tracked_streams_per_account);
-		family(&buf, "datastreams_metrics_reset_time_seconds", "gauge",
+		ds_prometheus_family(&buf, "datastreams_metrics_reset_time_seconds", "gauge",
 			   "When the counters were last reset (server start or reset_metrics()), in seconds since the Unix epoch.");
 		appendStringInfo(&buf, "datastreams_metrics_reset_time_seconds %.3f\n",
 						 (double) (g.reset_at - SetEpochTimestamp()) / USECS_PER_SEC);

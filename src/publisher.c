@@ -57,7 +57,8 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "bus.h"
+#include "notify.h"
+#include "publisher.h"
 #include "stream_state.h"
 #include "workers.h"
 

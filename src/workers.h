@@ -30,13 +30,21 @@ typedef struct DatabaseSlot
 	pid_t		pruner_pid;
 } DatabaseSlot;
 
-/* launcher.c */
+/* database_slots.c */
 extern int	ds_database_slots(void);
 extern DatabaseSlot *ds_database_slot(int slot);
 extern LWLock *ds_workers_lock(void);
 extern int	ds_find_database_slot(Oid dbid);
+extern int	ds_enter_database_slot(Oid dbid);
 extern void ds_worker_attach(int slot, bool publisher);
 extern void ds_worker_set_state(int slot, DatabaseState state);
+extern bool ds_database_slots_ready(void);
+extern void ds_wake_launcher(bool rescan);
+extern void ds_set_launcher_latch(Latch *latch);
+extern bool ds_take_rescan(void);
+extern void ds_database_slots_init(void);
+
+/* launcher.c */
 extern void ds_launcher_init(void);
 extern PGDLLEXPORT void datastreams_launcher_main(Datum main_arg);
 

@@ -130,7 +130,8 @@ $$;
 COMMENT ON FUNCTION datastreams_shard.update_stream(text, uuid, jsonb) IS 'update_stream() for account (router)';
 
 CREATE FUNCTION datastreams_shard.create_frame(account text, stream_id uuid,
-	sequence bigint, payload jsonb, latency_ms integer, status text, metadata jsonb)
+	sequence bigint, payload jsonb, latency_ms integer, status text, metadata jsonb,
+	on_duplicate text)
 RETURNS datastreams.frames
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -138,10 +139,11 @@ AS $$
 BEGIN
 	PERFORM pg_catalog.set_config('datastreams.account_id', account, true);
 	PERFORM datastreams_shard.gate(datastreams.stream_hash(stream_id));
-	RETURN datastreams.create_frame(stream_id, sequence, payload, latency_ms, status, metadata);
+	RETURN datastreams.create_frame(stream_id, sequence, payload, latency_ms, status, metadata,
+									on_duplicate);
 END
 $$;
-COMMENT ON FUNCTION datastreams_shard.create_frame(text, uuid, bigint, jsonb, integer, text, jsonb) IS 'create_frame() for account (router)';
+COMMENT ON FUNCTION datastreams_shard.create_frame(text, uuid, bigint, jsonb, integer, text, jsonb, text) IS 'create_frame() for account (router)';
 
 CREATE FUNCTION datastreams_shard.ingest(account text, stream_id uuid, frames jsonb)
 RETURNS bigint
@@ -246,6 +248,242 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION datastreams_shard.stream_health(text, text, text) IS 'stream_health for account, without partitions moving in or moved out (router)';
+
+--------------------------------------------------------------------------
+-- Durable consumers
+--
+-- A consumer belongs to an account, not to a stream: the proxy creates and
+-- drops it on every shard, and each shard keeps the positions of its own
+-- streams.  Its consumers row is the same on every shard: the whole list
+-- of streams (on every shard) and the proxy's created_at.  Members of a
+-- consumer are sessions of the proxy, which locks streams for them there
+-- (a shard's transaction ends with each call); the shard's poll is
+-- therefore two calls: candidates, then the frames of the streams the
+-- member got.
+--------------------------------------------------------------------------
+
+-- The streams of a list this shard holds (and serves) for account: the
+-- proxy learns which streams exist anywhere before creating a consumer.
+CREATE FUNCTION datastreams_shard.held_streams(account text, streams uuid[])
+RETURNS SETOF uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM pg_catalog.set_config('datastreams.account_id', $1, true);
+	RETURN QUERY SELECT s.id FROM datastreams.streams AS s
+				  WHERE s.id OPERATOR(pg_catalog.=) ANY ($2)
+					AND s.account_id OPERATOR(pg_catalog.=) $1
+					AND datastreams_shard.serves(s.id);
+END
+$$;
+COMMENT ON FUNCTION datastreams_shard.held_streams(text, uuid[]) IS 'the streams of the list that this shard holds for account (router)';
+
+-- The consumer's row made the same on every shard: the whole list of
+-- streams and the proxy's created_at.  Positions of streams outside the
+-- list go (create_consumer makes a consumer of every stream when none of
+-- the list is here).  SECURITY DEFINER: tenants, and so the router, have
+-- no UPDATE on consumers nor DELETE on positions.
+CREATE FUNCTION datastreams_shard.settle_consumer(account text, name text,
+	streams uuid[], created_at timestamptz)
+RETURNS datastreams.consumers
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	result datastreams.consumers;
+BEGIN
+	UPDATE datastreams.consumers AS c
+	   SET streams = $3, created_at = coalesce($4, c.created_at)
+	 WHERE c.account_id OPERATOR(pg_catalog.=) $1 AND c.name OPERATOR(pg_catalog.=) $2
+	RETURNING c.* INTO result;
+	IF $3 IS NOT NULL THEN
+		DELETE FROM datastreams.consumer_positions AS p
+		 WHERE p.account_id OPERATOR(pg_catalog.=) $1 AND p.consumer OPERATOR(pg_catalog.=) $2
+		   AND p.stream_id OPERATOR(pg_catalog.<>) ALL ($3);
+	END IF;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION datastreams_shard.settle_consumer(text, text, uuid[], timestamptz) IS 'give a new consumer the whole list of streams and the proxy''s creation time (router)';
+
+-- found: the streams of the list held by some shard (held_streams() of
+-- every shard).  Returns the consumer, or nothing when this shard already
+-- has it with the same definition: a retry after a partial failure
+-- completes the consumer, and the proxy raises 23505 when every shard had
+-- it.
+CREATE FUNCTION datastreams_shard.create_consumer(account text, name text,
+	streams uuid[], start text, found uuid[], created_at timestamptz)
+RETURNS SETOF datastreams.consumers
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	start_at text := coalesce(pg_catalog.lower(pg_catalog.btrim($4)), 'latest');
+	wanted uuid[];
+	missing uuid;
+	here uuid[];
+	existing datastreams.consumers;
+BEGIN
+	PERFORM pg_catalog.set_config('datastreams.account_id', $1, true);
+	IF pg_catalog.cardinality($3) > 0 AND pg_catalog.array_position($3, NULL) IS NULL THEN
+		SELECT pg_catalog.array_agg(DISTINCT u.id ORDER BY u.id) INTO wanted
+		  FROM pg_catalog.unnest($3) AS u(id);
+		SELECT u.id INTO missing FROM pg_catalog.unnest(wanted) AS u(id)
+		 WHERE u.id OPERATOR(pg_catalog.<>) ALL (coalesce($5, '{}'))
+		 ORDER BY u.id LIMIT 1;
+	END IF;
+	-- A list one node refuses gets one node's error, in its order (name
+	-- and start are checked first); a stream no shard holds is not here
+	-- either.
+	IF ($3 IS NOT NULL AND wanted IS NULL) OR missing IS NOT NULL THEN
+		PERFORM datastreams.create_consumer($2,
+			CASE WHEN missing IS NULL THEN $3 ELSE ARRAY[missing] END, $4);
+		RAISE EXCEPTION 'stream % not found', missing USING ERRCODE = 'no_data_found';
+	END IF;
+
+	SELECT c.* INTO existing FROM datastreams.consumers AS c
+	 WHERE c.account_id OPERATOR(pg_catalog.=) $1 AND c.name OPERATOR(pg_catalog.=) $2;
+	IF FOUND AND existing.streams IS NOT DISTINCT FROM wanted
+	   AND existing.start OPERATOR(pg_catalog.=) start_at THEN
+		RETURN;
+	END IF;
+
+	-- One node's create_consumer checks the name, the start and that the
+	-- consumer is new, and places the positions of this shard's streams.
+	SELECT pg_catalog.array_agg(s.id ORDER BY s.id) INTO here
+	  FROM datastreams.streams AS s
+	 WHERE s.id OPERATOR(pg_catalog.=) ANY (wanted)
+	   AND s.account_id OPERATOR(pg_catalog.=) $1
+	   AND datastreams_shard.serves(s.id);
+	PERFORM datastreams.create_consumer($2, here, $4);
+	RETURN NEXT datastreams_shard.settle_consumer($1, $2, wanted, $6);
+END
+$$;
+COMMENT ON FUNCTION datastreams_shard.create_consumer(text, text, uuid[], text, uuid[], timestamptz) IS 'create_consumer() for account with the positions of this shard''s streams; nothing if it exists with the same definition (router)';
+
+-- Consumers of account (name NULL: all), without raising: the proxy
+-- decides what "not found" is across shards.
+CREATE FUNCTION datastreams_shard.consumers(account text, name text)
+RETURNS SETOF datastreams.consumers
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM pg_catalog.set_config('datastreams.account_id', $1, true);
+	RETURN QUERY SELECT c.* FROM datastreams.consumers AS c
+				  WHERE c.account_id OPERATOR(pg_catalog.=) datastreams.require_account()
+					AND ($2 IS NULL OR c.name OPERATOR(pg_catalog.=) $2);
+END
+$$;
+COMMENT ON FUNCTION datastreams_shard.consumers(text, text) IS 'the consumers of account, or the one named (router)';
+
+-- 1 if the consumer was here and is dropped, 0 if it was not here.
+CREATE FUNCTION datastreams_shard.drop_consumer(account text, name text)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM pg_catalog.set_config('datastreams.account_id', $1, true);
+	IF NOT EXISTS (SELECT FROM datastreams.consumers AS c
+					WHERE c.account_id OPERATOR(pg_catalog.=) datastreams.require_account()
+					  AND c.name OPERATOR(pg_catalog.=) $2) THEN
+		RETURN 0;
+	END IF;
+	PERFORM datastreams.drop_consumer($2);
+	RETURN 1;
+END
+$$;
+COMMENT ON FUNCTION datastreams_shard.drop_consumer(text, text) IS 'drop_consumer() for account if the consumer is here: 1, else 0 (router)';
+
+-- The first call of a poll through the proxy: the streams of this shard
+-- with frames after the consumer's position, each with up to "limit" of
+-- them counted, when it was last acknowledged and what it missed.
+-- One node's poll() checks the consumer (P0002) and gives a consumer of
+-- every stream positions for the streams created since; its one frame is
+-- not used, and its missed-frames WARNING is not sent (the proxy raises
+-- it for the streams it returns).
+CREATE FUNCTION datastreams_shard.poll_candidates(account text, consumer text, "limit" integer)
+RETURNS TABLE (stream_id uuid, acknowledged_at timestamptz, pending integer,
+			   missed_since_ack bigint)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET client_min_messages = error
+AS $$
+BEGIN
+	PERFORM pg_catalog.set_config('datastreams.account_id', $1, true);
+	PERFORM FROM datastreams.poll($2, 1);
+	RETURN QUERY
+		SELECT p.stream_id, p.acknowledged_at, w.n, p.missed_since_ack
+		  FROM datastreams.consumer_positions AS p
+		 CROSS JOIN LATERAL (
+				SELECT pg_catalog.count(*)::integer AS n
+				  FROM (SELECT FROM datastreams.frames AS f
+						 WHERE f.stream_id OPERATOR(pg_catalog.=) p.stream_id
+						   AND f.sequence OPERATOR(pg_catalog.>) p.acknowledged_sequence
+						 ORDER BY f.sequence LIMIT $3) AS x) AS w
+		 WHERE p.account_id OPERATOR(pg_catalog.=) $1 AND p.consumer OPERATOR(pg_catalog.=) $2
+		   AND w.n OPERATOR(pg_catalog.>) 0
+		   AND datastreams_shard.serves(p.stream_id);
+END
+$$;
+COMMENT ON FUNCTION datastreams_shard.poll_candidates(text, text, integer) IS 'the consumer''s streams on this shard with frames after its position (router)';
+
+-- The second call: frames after the consumer's positions (read now, after
+-- the proxy locked the streams for the member) in the streams given, at
+-- most "limit" per stream, each stream's in sequence order.
+CREATE FUNCTION datastreams_shard.poll_frames(account text, consumer text,
+	streams uuid[], "limit" integer)
+RETURNS SETOF datastreams.frames
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM pg_catalog.set_config('datastreams.account_id', $1, true);
+	RETURN QUERY
+		SELECT f.*
+		  FROM datastreams.consumer_positions AS p
+		 CROSS JOIN LATERAL (
+				SELECT f.* FROM datastreams.frames AS f
+				 WHERE f.stream_id OPERATOR(pg_catalog.=) p.stream_id
+				   AND f.account_id OPERATOR(pg_catalog.=) $1
+				   AND f.sequence OPERATOR(pg_catalog.>) p.acknowledged_sequence
+				 ORDER BY f.sequence LIMIT $4) AS f
+		 WHERE p.account_id OPERATOR(pg_catalog.=) $1 AND p.consumer OPERATOR(pg_catalog.=) $2
+		   AND p.stream_id OPERATOR(pg_catalog.=) ANY ($3)
+		   AND datastreams_shard.serves(p.stream_id)
+		 ORDER BY f.stream_id, f.sequence;
+END
+$$;
+COMMENT ON FUNCTION datastreams_shard.poll_frames(text, text, uuid[], integer) IS 'frames after the consumer''s positions in the given streams, at most limit per stream (router)';
+
+CREATE FUNCTION datastreams_shard.consumer_move(account text, consumer text,
+	stream_id uuid, sequence bigint, backwards boolean)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM pg_catalog.set_config('datastreams.account_id', $1, true);
+	PERFORM datastreams_shard.gate(datastreams.stream_hash($3));
+	RETURN datastreams.consumer_move($2, $3, $4, $5);
+END
+$$;
+COMMENT ON FUNCTION datastreams_shard.consumer_move(text, text, uuid, bigint, boolean) IS 'consumer_move() (ack, seek) for account (router)';
+
+CREATE FUNCTION datastreams_shard.consumer_lag(account text)
+RETURNS SETOF datastreams.consumer_lag
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM pg_catalog.set_config('datastreams.account_id', $1, true);
+	RETURN QUERY SELECT l.* FROM datastreams.consumer_lag AS l
+				  WHERE datastreams_shard.serves(l.stream_id);
+END
+$$;
+COMMENT ON FUNCTION datastreams_shard.consumer_lag(text) IS 'consumer_lag rows of account, without partitions moving in or moved out (router)';
 
 --------------------------------------------------------------------------
 -- Accounts and the router

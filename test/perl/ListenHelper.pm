@@ -22,7 +22,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-our @EXPORT = qw(new_ds_node listen_program start_client spawn_client stop_client
+our @EXPORT = qw(new_ds_node listen_program start_client spawn_client spawn_listen stop_client
   client_frames frames_in_table wait_until check_delivery);
 
 my %children;					# pid => description, for the END cleanup
@@ -79,7 +79,14 @@ sub start_client
 sub spawn_client
 {
 	my ($conninfo, $out, $err, @args) = @_;
-	my @cmd = (listen_program(), @args, $conninfo);
+	return spawn_listen($out, $err, @args, $conninfo);
+}
+
+# datastreams-listen with exactly these arguments (--proxy, for instance).
+sub spawn_listen
+{
+	my ($out, $err, @args) = @_;
+	my @cmd = (listen_program(), @args);
 
 	note "starting: @cmd > $out";
 	my $pid = fork;

@@ -51,15 +51,7 @@ my ($writer, $werr) = start_writer($proxy, 'regress_tenant_a', 5,
 
 # Let the writer run, then move.
 sleep 1;
-my ($mout, $merr) = ('', '');
-my $moved = IPC::Run::run(
-	[
-		"$ENV{DATASTREAMS_SRC}/scripts/move-partition.sh",
-		'--source', shard_conninfo($shards[1]),
-		'--destination', shard_conninfo($shards[0]),
-		'--proxy', $proxy->connstr('postgres'), '3'
-	],
-	'>', \$mout, '2>', \$merr);
+my ($moved, $mout, $merr) = move_partition($shards[1], $shards[0], $proxy, 3);
 ok($moved, 'move-partition.sh succeeds') or diag($mout . $merr);
 note($mout);
 $writer->finish;
@@ -126,15 +118,7 @@ is($proxy->safe_psql('postgres', "SELECT sequence FROM datastreams_proxy.create_
 
 # A second move of the same partition needs the first one finished: here
 # it is, and moving it back works too.
-ok( IPC::Run::run(
-		[
-			"$ENV{DATASTREAMS_SRC}/scripts/move-partition.sh",
-			'--source', shard_conninfo($shards[0]),
-			'--destination', shard_conninfo($shards[1]),
-			'--proxy', $proxy->connstr('postgres'), '3'
-		],
-		'>', \$mout, '2>', \$merr),
-	'the partition moves back');
+ok((move_partition($shards[0], $shards[1], $proxy, 3))[0], 'the partition moves back');
 is($proxy->safe_psql('postgres', "SELECT sequence FROM datastreams_proxy.latest_frame('$id{m1}')",
 		extra_params => [ '-U', 'regress_tenant_a' ]),
 	'100000', 'with its frames');

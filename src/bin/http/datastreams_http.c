@@ -43,40 +43,6 @@
 #define DEFAULT_IDLE_TIMEOUT 60
 #define SHUTDOWN_WAIT_MS	5000
 
-static pthread_mutex_t stderr_lock = PTHREAD_MUTEX_INITIALIZER;
-
-void
-log_msg(const char *fmt,...)
-{
-	va_list		ap;
-
-	pthread_mutex_lock(&stderr_lock);
-	fputs(PROGNAME ": ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	pthread_mutex_unlock(&stderr_lock);
-}
-
-double
-seconds_since(const struct timespec *start)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double) (now.tv_sec - start->tv_sec) + (now.tv_nsec - start->tv_nsec) / 1e9;
-}
-
-int64_t
-now_ms(void)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
-
 static void
 usage(void)
 {

@@ -175,12 +175,16 @@ typedef struct Request
 	int			log_status;		/* status actually queued, 0 if none */
 } Request;
 
-/* server.c */
+/* request.c */
 extern void request_set_error(Request *req, int status, const char *sqlstate,
 							  const char *message, const char *detail,
 							  const char *hint);
+extern void request_parked(void);
+extern void request_unparked(void);
 extern void request_finish_parked(Request *req);
 extern int	parked_requests(void);
+
+/* server.c */
 extern struct MHD_Daemon *start_http_daemon(int listen_fd, int threads,
 											unsigned max_connections,
 											unsigned idle_timeout);
@@ -222,7 +226,7 @@ extern bool metrics_db_start(const char *conninfo);
 extern bool metrics_db_scrape(StrBuf *out, char *err, size_t errlen);
 extern const char *route_name(Route route);
 
-/* datastreams_http.c */
+/* log.c */
 extern void log_msg(const char *fmt,...) __attribute__((format(printf, 1, 2)));
 extern double seconds_since(const struct timespec *start);
 extern int64_t now_ms(void);

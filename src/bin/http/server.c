@@ -44,7 +44,6 @@
 volatile bool shutting_down = false;
 
 static size_t buffered_body_bytes;	/* atomic */
-static int	nparked;			/* atomic */
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const stream_fields[] = {
@@ -53,54 +52,6 @@ static const char *const stream_fields[] = {
 static const char *const frame_fields[] = {
 	"sequence", "payload", "latency_ms", "status", "metadata", NULL
 };
-
-/* ----------------------------------------------------------------
- * Responses
- * ----------------------------------------------------------------
- */
-
-/* {"error": ..., "code": ..., "detail": ..., "hint": ...} */
-void
-request_set_error(Request *req, int status, const char *sqlstate, const char *message,
-				  const char *detail, const char *hint)
-{
-	StrBuf	   *sb = &req->response;
-
-	req->status = status;
-	sb_reset(sb);
-	sb_append(sb, "{\"error\":");
-	sb_append_json_string(sb, message, strlen(message));
-	sb_append(sb, ",\"code\":");
-	sb_append_json_string(sb, sqlstate, strlen(sqlstate));
-	sb_append(sb, ",\"detail\":");
-	if (detail)
-		sb_append_json_string(sb, detail, strlen(detail));
-	else
-		sb_append(sb, "null");
-	sb_append(sb, ",\"hint\":");
-	if (hint)
-		sb_append_json_string(sb, hint, strlen(hint));
-	else
-		sb_append(sb, "null");
-	sb_append(sb, "}");
-	req->done = true;
-}
-
-/* A worker or the events thread is done with a parked request. */
-void
-request_finish_parked(Request *req)
-{
-	req->done = true;
-	MHD_resume_connection(req->conn);
-	__atomic_sub_fetch(&nparked, 1, __ATOMIC_RELAXED);
-}
-
-/* Requests waiting for the pool or the events thread. */
-int
-parked_requests(void)
-{
-	return __atomic_load_n(&nparked, __ATOMIC_RELAXED);
-}
 
 static const char *
 allowed_methods(Route route)
@@ -605,7 +556,7 @@ method_is(const Request *req, const char *m)
 static void
 park(Request *req)
 {
-	__atomic_add_fetch(&nparked, 1, __ATOMIC_RELAXED);
+	request_parked();
 	req->parked = true;
 	MHD_suspend_connection(req->conn);
 	pool_submit(req);
@@ -783,9 +734,9 @@ dispatch(Request *req)
 				 * parks the request for the events thread (counted first: the
 				 * thread may finish it at once), or answers it
 				 */
-				__atomic_add_fetch(&nparked, 1, __ATOMIC_RELAXED);
+				request_parked();
 				if (!events_begin(req, last_id, from))
-					__atomic_sub_fetch(&nparked, 1, __ATOMIC_RELAXED);
+					request_unparked();
 				free(from);
 				return;
 			}

@@ -36,7 +36,9 @@
 #include "datastreams_listen.h"
 
 /* Keywords passed to libpq besides the user's connection string. */
-#define MAX_CONN_PARAMS		5
+#define MAX_CONN_PARAMS		6
+
+char		last_sqlstate[6];
 
 static volatile sig_atomic_t stop_requested = 0;
 static bool stop_deferred = false;
@@ -90,16 +92,22 @@ monotonic_ms(void)
 }
 
 /*
- * Wait until sock is readable (or writable), until the monotonic deadline
- * (in ms; -1 for none) passes, or until a stop signal arrives.  sock may be
- * -1 to just sleep.  Returns 1 when the socket is ready, 0 on timeout and
- * -1 when a stop was requested.
+ * Wait until one of socks is readable (or writable), until the monotonic
+ * deadline (in ms; -1 for none) passes, or until a stop signal arrives.
+ * With n == 0 this just sleeps.  Returns 1 when a socket is ready, 0 on
+ * timeout and -1 when a stop was requested.
  */
 int
-wait_for_socket(int sock, bool for_write, int64 deadline)
+wait_for_sockets(const int *socks, int n, bool for_write, int64 deadline)
 {
-	if (sock >= FD_SETSIZE)
-		pg_fatal("socket number %d too large for select()", sock);
+	int			maxsock = -1;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (socks[i] >= FD_SETSIZE)
+			pg_fatal("socket number %d too large for select()", socks[i]);
+		maxsock = Max(maxsock, socks[i]);
+	}
 
 	for (;;)
 	{
@@ -112,8 +120,8 @@ wait_for_socket(int sock, bool for_write, int64 deadline)
 			return -1;
 
 		FD_ZERO(&fds);
-		if (sock >= 0)
-			FD_SET(sock, &fds);
+		for (int i = 0; i < n; i++)
+			FD_SET(socks[i], &fds);
 		if (deadline >= 0)
 		{
 			int64		left = deadline - monotonic_ms();
@@ -125,9 +133,9 @@ wait_for_socket(int sock, bool for_write, int64 deadline)
 			tsp = &ts;
 		}
 
-		rc = pselect(sock + 1,
-					 (sock >= 0 && !for_write) ? &fds : NULL,
-					 (sock >= 0 && for_write) ? &fds : NULL,
+		rc = pselect(maxsock + 1,
+					 (n > 0 && !for_write) ? &fds : NULL,
+					 (n > 0 && for_write) ? &fds : NULL,
 					 NULL, tsp, &wait_sigmask);
 		if (rc > 0)
 			return 1;
@@ -136,6 +144,13 @@ wait_for_socket(int sock, bool for_write, int64 deadline)
 		if (errno != EINTR)
 			pg_fatal("select() failed: %m");
 	}
+}
+
+/* The same for one socket, or none when sock is -1. */
+int
+wait_for_socket(int sock, bool for_write, int64 deadline)
+{
+	return wait_for_sockets(&sock, sock >= 0 ? 1 : 0, for_write, deadline);
 }
 
 /* Returns false when a stop was requested. */
@@ -152,30 +167,56 @@ notice_processor(void *arg, const char *message)
 	pg_log_info("%s", message);
 }
 
+/* The connection the loop in main.c keeps: the user's. */
+const ConnTarget main_target = {NULL, NULL, NULL};
+
 /*
- * The keywords for libpq: the user's connection string is the "dbname"
- * and overrides whatever comes before it; what comes after it is ours.
+ * The keywords for libpq: the target's connection string is the "dbname"
+ * and overrides whatever comes before it; its overrides come next, and
+ * what comes after them is ours.  The arrays are pg_malloc'd.
  *
  * LISTEN needs a primary, so unless the user chose otherwise (in the
  * connection string or PGTARGETSESSIONATTRS) a list of hosts is searched
  * for one rather than settling on the first that answers.  Frames are
  * printed as JSON, which is UTF-8 whatever the locale.
  */
-static int
-connection_params(const char **keywords, const char **values,
-				  const char *session_attrs_override)
+static void
+connection_params(const ConnTarget *target, const char ***keywords_out,
+				  const char ***values_out, const char *session_attrs_override)
 {
+	const char *conninfo = target->conninfo != NULL ? target->conninfo :
+		options.conninfo;
+	int			noverrides = 0;
+	const char **keywords;
+	const char **values;
 	int			n = 0;
+
+	for (const PQconninfoOption *o = target->overrides; o && o->keyword; o++)
+		noverrides++;
+	keywords = pg_malloc(sizeof(char *) * (MAX_CONN_PARAMS + noverrides + 1));
+	values = pg_malloc(sizeof(char *) * (MAX_CONN_PARAMS + noverrides + 1));
 
 	if (!options.once && getenv("PGTARGETSESSIONATTRS") == NULL)
 	{
 		keywords[n] = "target_session_attrs";
 		values[n++] = "primary";
 	}
-	if (options.conninfo != NULL)
+	if (target->default_connect_timeout != NULL)
+	{
+		keywords[n] = "connect_timeout";
+		values[n++] = target->default_connect_timeout;
+	}
+	if (conninfo != NULL)
 	{
 		keywords[n] = "dbname";
-		values[n++] = options.conninfo;
+		values[n++] = conninfo;
+	}
+	for (const PQconninfoOption *o = target->overrides; o && o->keyword; o++)
+	{
+		if (o->val == NULL)
+			continue;
+		keywords[n] = o->keyword;
+		values[n++] = o->val;
 	}
 	keywords[n] = "fallback_application_name";
 	values[n++] = PROGRAM_NAME;
@@ -186,10 +227,11 @@ connection_params(const char **keywords, const char **values,
 		keywords[n] = "target_session_attrs";
 		values[n++] = session_attrs_override;
 	}
-	Assert(n <= MAX_CONN_PARAMS);
+	Assert(n <= MAX_CONN_PARAMS + noverrides);
 	keywords[n] = NULL;
 	values[n] = NULL;
-	return n;
+	*keywords_out = keywords;
+	*values_out = values;
 }
 
 /* The value of one of a connection's settings, pg_malloc'd; NULL if unset. */
@@ -247,18 +289,21 @@ connect_deadline(PGconn *conn)
  * invalid setting, no host name that resolves).
  */
 static PGconn *
-connect_nonblocking(const char *session_attrs_override, bool *timed_out,
+connect_nonblocking(const ConnTarget *target,
+					const char *session_attrs_override, bool *timed_out,
 					bool *unusable)
 {
-	const char *keywords[MAX_CONN_PARAMS + 1];
-	const char *values[MAX_CONN_PARAMS + 1];
+	const char **keywords;
+	const char **values;
 	PostgresPollingStatusType poll = PGRES_POLLING_WRITING;
 	PGconn	   *conn;
 	int64		deadline;
 
 	*timed_out = false;
-	connection_params(keywords, values, session_attrs_override);
+	connection_params(target, &keywords, &values, session_attrs_override);
 	conn = PQconnectStartParams(keywords, values, 1);
+	pg_free(keywords);
+	pg_free(values);
 	if (conn == NULL)
 		pg_fatal("out of memory");
 	PQsetNoticeProcessor(conn, notice_processor, NULL);
@@ -299,10 +344,10 @@ connect_nonblocking(const char *session_attrs_override, bool *timed_out,
  * server refused us: authentication, an unknown role or database.
  */
 static bool
-first_failure_is_transient(PGconn *failed)
+first_failure_is_transient(const ConnTarget *target, PGconn *failed)
 {
-	const char *keywords[MAX_CONN_PARAMS + 1];
-	const char *values[MAX_CONN_PARAMS + 1];
+	const char **keywords;
+	const char **values;
 	char	   *session_attrs;
 	PGPing		ping;
 
@@ -314,7 +359,8 @@ first_failure_is_transient(PGconn *failed)
 	{
 		bool		timed_out;
 		bool		unusable;
-		PGconn	   *probe = connect_nonblocking("any", &timed_out, &unusable);
+		PGconn	   *probe = connect_nonblocking(target, "any", &timed_out,
+													&unusable);
 		bool		answered = probe == NULL ||
 			(!timed_out && PQstatus(probe) == CONNECTION_OK);
 
@@ -331,21 +377,25 @@ first_failure_is_transient(PGconn *failed)
 	 * PQpingParams() blocks (a stop signal waits for it); it runs only after
 	 * a first connection failed, and connect_timeout bounds it too.
 	 */
-	connection_params(keywords, values, "any");
+	connection_params(target, &keywords, &values, "any");
 	ping = PQpingParams(keywords, values, 1);
+	pg_free(keywords);
+	pg_free(values);
 	return ping == PQPING_NO_RESPONSE || ping == PQPING_REJECT;
 }
 
 /*
- * Open a connection.  On failure returns NULL with *step saying whether to
- * retry, and *errmsg (pg_malloc'd) what libpq said.
+ * Open a connection to target.  On failure returns NULL with *step saying
+ * whether to retry, and *errmsg (pg_malloc'd) what libpq said.
  */
 PGconn *
-open_connection(bool ever_connected, StepResult *step, char **errmsg)
+open_connection(const ConnTarget *target, bool ever_connected,
+				StepResult *step, char **errmsg)
 {
 	bool		timed_out;
 	bool		unusable;
-	PGconn	   *conn = connect_nonblocking(NULL, &timed_out, &unusable);
+	PGconn	   *conn = connect_nonblocking(target, NULL, &timed_out,
+										   &unusable);
 
 	*errmsg = NULL;
 	if (conn == NULL)
@@ -368,7 +418,7 @@ open_connection(bool ever_connected, StepResult *step, char **errmsg)
 		*step = STEP_RETRY;
 	else if (unusable)
 		*step = STEP_FATAL;
-	else if (timed_out || first_failure_is_transient(conn))
+	else if (timed_out || first_failure_is_transient(target, conn))
 		*step = STEP_RETRY;
 	else
 		*step = STEP_FATAL;
@@ -408,14 +458,30 @@ query_failure(PGconn *conn, const PGresult *res, const char *what)
 	const char *detail;
 	const char *hint;
 
+	last_sqlstate[0] = '\0';
 	if (res != NULL)
 	{
 		sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		strlcpy(last_sqlstate, sqlstate != NULL ? sqlstate : "",
+				sizeof(last_sqlstate));
 		severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
 		primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
 	}
 	if (primary == NULL)
 		primary = *PQerrorMessage(conn) ? PQerrorMessage(conn) : "connection lost";
+
+	/*
+	 * Behind a proxy, a stream's partition that is moving (40001) or has
+	 * moved (P0002 from a shard that no longer holds it) is looked up again
+	 * rather than failing: follow.c decides.
+	 */
+	if (options.proxy && !options.once && options.consumer == NULL &&
+		PQstatus(conn) != CONNECTION_BAD && sqlstate != NULL &&
+		(strcmp(sqlstate, "40001") == 0 || strcmp(sqlstate, "P0002") == 0))
+	{
+		pg_log_info("%s failed, looking up the shard again: %s", what, primary);
+		return STEP_RETRY;
+	}
 
 	if (PQstatus(conn) == CONNECTION_BAD || sqlstate_is_transient(sqlstate) ||
 		(severity != NULL &&
@@ -473,6 +539,21 @@ await_result(PGconn *conn, const char *what, StepResult *step)
 		}
 	}
 	return PQgetResult(conn);
+}
+
+/*
+ * Read and drop what remains of a failed query's results, so that the
+ * connection can take the next query.
+ */
+StepResult
+discard_results(PGconn *conn)
+{
+	StepResult	step;
+	PGresult   *res;
+
+	while ((res = await_result(conn, "reading the rest of an error", &step)) != NULL)
+		PQclear(res);
+	return step;
 }
 
 /*

@@ -21,6 +21,11 @@
  * polls until a batch comes back short, on every wake-up and every poll
  * interval.
  *
+ * With --proxy the same calls go to datastreams_proxy, which runs them on
+ * the shards, and the LISTEN connections go to the shards that hold the
+ * consumer's streams (shards.c), looked up again every poll interval so
+ * that moved streams are heard on their new shard.
+ *
  * IDENTIFICATION
  *	  src/bin/listen/consumer.c
  *
@@ -42,17 +47,28 @@
 	"                 WHERE c.streams IS NULL) AS s" \
 	" ORDER BY 1"
 
+/* The same behind a proxy, with the shard of each, sorted by shard. */
+#define PROXY_CHANNELS_SQL \
+	"SELECT DISTINCT datastreams_proxy.shard_of(s.id) COLLATE \"C\"," \
+	"       datastreams_proxy.channel(s.id) COLLATE \"C\"" \
+	"  FROM datastreams_proxy.get_consumer($1) AS c," \
+	"       LATERAL (SELECT u.id FROM pg_catalog.unnest(c.streams) AS u(id)" \
+	"                UNION ALL" \
+	"                SELECT l.id FROM datastreams_proxy.list_streams() AS l" \
+	"                 WHERE c.streams IS NULL) AS s" \
+	" ORDER BY 1, 2"
+
 /*
  * The frames of one batch, in poll()'s order (stream by stream, ascending
  * sequence within each), with the frame's JSON exactly as in follow mode.
  */
-#define POLL_SQL \
+#define POLL_SQL(schema) \
 	"SELECT f.stream_id::pg_catalog.text, f.sequence," \
 	"       pg_catalog.row_to_json(f)::pg_catalog.text" \
-	"  FROM datastreams.poll($1, $2) AS f"
+	"  FROM " schema ".poll($1, $2) AS f"
 
-#define ACK_SQL \
-	"SELECT datastreams.ack($1, u.stream_id, u.sequence)" \
+#define ACK_SQL(schema) \
+	"SELECT " schema ".ack($1, u.stream_id, u.sequence)" \
 	"  FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.uuid[])," \
 	"                  pg_catalog.unnest($3::pg_catalog.int8[]))" \
 	"       AS u(stream_id, sequence)"
@@ -113,6 +129,72 @@ listen_consumer_streams(PGconn *conn, bool fresh)
 	return step;
 }
 
+/*
+ * --proxy: LISTEN on the shards of the consumer's streams.  A shard that
+ * is (re)connected gets all its channels; a synced one only those it has
+ * not been given yet (a new stream, or one moved there).  A shard that
+ * cannot be reached is left to the next poll interval: polling goes on
+ * through the proxy meanwhile.
+ */
+static StepResult
+listen_consumer_shards(PGconn *conn)
+{
+	const char *params[1] = {options.consumer};
+	StepResult	step;
+	PGresult   *res;
+	int			rows;
+
+	res = run_query(conn, "looking up the consumer's streams", PROXY_CHANNELS_SQL,
+					1, params, &step);
+	if (res == NULL)
+		return step;
+	rows = PQntuples(res);
+	for (int i = 0; i < nshards; i++)
+		shards[i].has_streams = false;
+	for (int start = 0, end; start < rows; start = end)
+	{
+		const char *conninfo = PQgetvalue(res, start, 0);
+		int			shard = shard_lookup(conninfo);
+		char	  **fresh = pg_malloc(sizeof(char *) * (rows - start));
+		int			nfresh = 0;
+
+		for (end = start; end < rows && strcmp(PQgetvalue(res, end, 0), conninfo) == 0; end++)
+		{
+			char	   *key = psprintf("%s\n%s", conninfo, PQgetvalue(res, end, 1));
+
+			if (!shards[shard].synced || nchannels == 0 ||
+				bsearch(&key, channels, nchannels, sizeof(char *), channel_cmp) == NULL)
+				fresh[nfresh++] = PQgetvalue(res, end, 1);
+			pg_free(key);
+		}
+		shards[shard].has_streams = true;
+		step = nfresh > 0 ? shard_connect(shard) : STEP_OK;
+		if (step == STEP_OK && nfresh > 0)
+		{
+			step = listen_channels(shards[shard].conn, fresh, nfresh);
+			if (step == STEP_OK)
+			{
+				shards[shard].synced = true;
+				shards[shard].backoff = 0;
+				channels = pg_realloc(channels, sizeof(char *) * (nchannels + nfresh));
+				for (int i = 0; i < nfresh; i++)
+					channels[nchannels++] = psprintf("%s\n%s", conninfo, fresh[i]);
+				qsort(channels, nchannels, sizeof(char *), channel_cmp);
+			}
+			else if (step == STEP_RETRY)
+				shard_lost(shard);
+		}
+		pg_free(fresh);
+		if (step == STEP_STOP || step == STEP_FATAL)
+		{
+			PQclear(res);
+			return step;
+		}
+	}
+	PQclear(res);
+	return STEP_OK;
+}
+
 static StepResult
 run_command(PGconn *conn, const char *what, const char *sql)
 {
@@ -157,7 +239,9 @@ acknowledge(PGconn *conn, const PGresult *res)
 	params[0] = options.consumer;
 	params[1] = stream_ids->data;
 	params[2] = sequences->data;
-	PQclear(run_query(conn, "acknowledging frames", ACK_SQL, 3, params, &step));
+	PQclear(run_query(conn, "acknowledging frames",
+					  options.proxy ? ACK_SQL("datastreams_proxy") : ACK_SQL("datastreams"),
+					  3, params, &step));
 	destroyPQExpBuffer(stream_ids);
 	destroyPQExpBuffer(sequences);
 	return step;
@@ -209,7 +293,9 @@ poll_batch(PGconn *conn, int *nrows)
 	snprintf(limit, sizeof(limit), "%d", options.batch_size);
 	params[0] = options.consumer;
 	params[1] = limit;
-	res = run_query(conn, "polling", POLL_SQL, 2, params, &step);
+	res = run_query(conn, "polling",
+					options.proxy ? POLL_SQL("datastreams_proxy") : POLL_SQL("datastreams"),
+					2, params, &step);
 	if (res == NULL)
 		return step;
 	*nrows = PQntuples(res);
@@ -257,7 +343,8 @@ consumer_setup(PGconn *conn)
 	if ((step = set_account(conn)) != STEP_OK)
 		return step;
 	if (!options.once &&
-		(step = listen_consumer_streams(conn, true)) != STEP_OK)
+		(step = options.proxy ? listen_consumer_shards(conn) :
+		 listen_consumer_streams(conn, true)) != STEP_OK)
 		return step;
 	if ((step = drain(conn)) != STEP_OK)
 		return step;
@@ -270,23 +357,36 @@ consumer_step(PGconn *conn)
 {
 	PGnotify   *notify;
 	bool		woken = false;
+	int64		shard_retry;
 
-	while ((notify = PQnotifies(conn)) != NULL)
+	for (int i = -1; i < nshards; i++)
 	{
-		woken = true;
-		PQfreemem(notify);
+		PGconn	   *lconn = i < 0 ? conn : shards[i].conn;
+
+		while (lconn != NULL && (notify = PQnotifies(lconn)) != NULL)
+		{
+			woken = true;
+			PQfreemem(notify);
+		}
 	}
-	if (monotonic_ms() >= next_poll)
+	/* with --proxy, a shard that lost its connection is listened to again */
+	shard_retry = options.proxy ? shards_next_retry() : -1;
+	if (monotonic_ms() >= next_poll ||
+		(shard_retry >= 0 && monotonic_ms() >= shard_retry))
 	{
-		StepResult	step = listen_consumer_streams(conn, false);
+		StepResult	step = options.proxy ? listen_consumer_shards(conn) :
+			listen_consumer_streams(conn, false);
 
 		if (step != STEP_OK)
 			return step;
 		woken = true;
-		next_poll = monotonic_ms() + options.poll_ms;
+		if (monotonic_ms() >= next_poll)
+			next_poll = monotonic_ms() + options.poll_ms;
 	}
 	if (woken)
 		return drain(conn);
+	if (options.proxy)
+		return wait_for_shards(shard_retry >= 0 ? Min(next_poll, shard_retry) : next_poll);
 	return wait_for_input(conn, next_poll);
 }
 

@@ -48,6 +48,12 @@ usage(void)
 	printf("Usage:\n  %s [OPTION]... [CONNINFO]\n\n", progname);
 	printf("Options:\n");
 	printf("  -d, --dbname=CONNINFO     database name or connection string/URI\n");
+	printf("      --proxy=CONNINFO      follow streams sharded behind this datastreams_proxy\n");
+	printf("                            database: read frames through it, LISTEN on the\n");
+	printf("                            shards its map names\n");
+	printf("      --shard-conninfo=CONNINFO\n");
+	printf("                            settings for the shards' LISTEN connections, laid\n");
+	printf("                            over the map's (e.g. \"user=listener\")\n");
 	printf("  -a, --account=ACCOUNT     set datastreams.account_id after each connect\n");
 	printf("                            (not needed if PGOPTIONS or the role supplies it)\n");
 	printf("  -s, --stream=UUID         follow this stream (repeatable)\n");
@@ -68,6 +74,9 @@ usage(void)
 	printf("                            (default 5; the first wait is 0.1)\n");
 	printf("  -V, --version             output version information, then exit\n");
 	printf("  -h, --help                show this help, then exit\n\n");
+	printf("With --proxy the frames are read through the proxy with the tenant's role\n"
+		   "and each stream's notifications are heard on its shard; a stream whose\n"
+		   "partition moves is followed to its new shard.\n\n");
 	printf("Exactly one of --stream, --all and --consumer must be given.  Connection\n"
 		   "settings not given in CONNINFO come from the libpq environment (PGHOST,\n"
 		   "PGPORT, PGDATABASE, PGUSER, PGPASSWORD, ...).  A list of hosts\n"
@@ -169,6 +178,23 @@ parse_seconds(const char *option, const char *arg)
 	return (int) (v * 1000.0 + 0.5);
 }
 
+/* Parse a connection string, or end with a usage error. */
+static PQconninfoOption *
+parse_conninfo(const char *conninfo)
+{
+	PQconninfoOption *parsed;
+	char	   *err = NULL;
+
+	parsed = PQconninfoParse(conninfo, &err);
+	if (parsed == NULL)
+	{
+		if (err == NULL)
+			pg_fatal("out of memory");
+		usage_error("invalid connection string: %s", err);
+	}
+	return parsed;
+}
+
 /*
  * Check a connection string now, so that a typo is a usage error and not a
  * connection failure.  Plain database names are not connection strings and
@@ -177,21 +203,11 @@ parse_seconds(const char *option, const char *arg)
 static void
 check_conninfo(const char *conninfo)
 {
-	PQconninfoOption *parsed;
-	char	   *err = NULL;
-
 	if (strchr(conninfo, '=') == NULL &&
 		strncmp(conninfo, "postgresql://", 13) != 0 &&
 		strncmp(conninfo, "postgres://", 11) != 0)
 		return;
-	parsed = PQconninfoParse(conninfo, &err);
-	if (parsed == NULL)
-	{
-		if (err == NULL)
-			pg_fatal("out of memory");
-		usage_error("invalid connection string: %s", err);
-	}
-	PQconninfoFree(parsed);
+	PQconninfoFree(parse_conninfo(conninfo));
 }
 
 static void
@@ -203,7 +219,9 @@ parse_args(int argc, char **argv)
 		OPT_ONCE,
 		OPT_POLL_INTERVAL,
 		OPT_MAX_BACKOFF,
-		OPT_BATCH_SIZE
+		OPT_BATCH_SIZE,
+		OPT_PROXY,
+		OPT_SHARD_CONNINFO
 	};
 	static const struct option long_options[] = {
 		{"dbname", required_argument, NULL, 'd'},
@@ -213,6 +231,8 @@ parse_args(int argc, char **argv)
 		{"from", required_argument, NULL, 'f'},
 		{"consumer", required_argument, NULL, 'c'},
 		{"batch-size", required_argument, NULL, OPT_BATCH_SIZE},
+		{"proxy", required_argument, NULL, OPT_PROXY},
+		{"shard-conninfo", required_argument, NULL, OPT_SHARD_CONNINFO},
 		{"once", no_argument, NULL, OPT_ONCE},
 		{"poll-interval", required_argument, NULL, OPT_POLL_INTERVAL},
 		{"max-backoff", required_argument, NULL, OPT_MAX_BACKOFF},
@@ -221,6 +241,9 @@ parse_args(int argc, char **argv)
 		{NULL, 0, NULL, 0}
 	};
 	bool		batch_size_given = false;
+	const char *dbname = NULL;
+	const char *proxy = NULL;
+	const char *shard_conninfo = NULL;
 	int			c;
 
 	/* getopt_long's own messages would lack the "error:" prefix and hint */
@@ -232,7 +255,13 @@ parse_args(int argc, char **argv)
 		switch (c)
 		{
 			case 'd':
-				options.conninfo = optarg;
+				dbname = optarg;
+				break;
+			case OPT_PROXY:
+				proxy = optarg;
+				break;
+			case OPT_SHARD_CONNINFO:
+				shard_conninfo = optarg;
 				break;
 			case 'a':
 				options.account = optarg;
@@ -298,10 +327,10 @@ parse_args(int argc, char **argv)
 
 	if (optind < argc)
 	{
-		if (options.conninfo != NULL)
-			usage_error("connection given both with --dbname and as argument \"%s\"",
-						argv[optind]);
-		options.conninfo = argv[optind++];
+		if (dbname != NULL || proxy != NULL)
+			usage_error("connection given both with %s and as argument \"%s\"",
+						dbname != NULL ? "--dbname" : "--proxy", argv[optind]);
+		dbname = argv[optind++];
 	}
 	if (optind < argc)
 		usage_error("too many command-line arguments (first is \"%s\")",
@@ -314,11 +343,20 @@ parse_args(int argc, char **argv)
 		usage_error("--from cannot be used with --consumer: the consumer's position is kept by the server");
 	if (options.consumer == NULL && batch_size_given)
 		usage_error("--batch-size can only be used with --consumer");
+	if (dbname != NULL && proxy != NULL)
+		usage_error("--dbname and --proxy cannot be used together: give the proxy's connection with --proxy");
+	if (shard_conninfo != NULL && proxy == NULL)
+		usage_error("--shard-conninfo can only be used with --proxy");
+	options.conninfo = proxy != NULL ? proxy : dbname;
+	options.proxy = proxy != NULL;
 	if (options.conninfo != NULL)
 		check_conninfo(options.conninfo);
+	if (shard_conninfo != NULL)
+		options.shard_overrides = parse_conninfo(shard_conninfo);
 }
 
-static long
+/* The wait before the next connection attempt: doubling, up to the cap. */
+long
 next_backoff(long backoff)
 {
 	backoff = backoff == 0 ? INITIAL_BACKOFF_MS : backoff * 2;
@@ -354,7 +392,7 @@ main(int argc, char **argv)
 
 			if (backoff > 0 && !sleep_ms(backoff))
 				break;
-			conn = open_connection(ever_connected, &step, &errmsg);
+			conn = open_connection(&main_target, ever_connected, &step, &errmsg);
 			if (conn == NULL)
 			{
 				if (step == STEP_STOP)

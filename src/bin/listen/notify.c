@@ -5,8 +5,9 @@
  *
  * Notifications are only wake-ups: the frames themselves are always read
  * with frames_since().  From a payload we take the stream (to wake just
- * that stream) and the sequence (to skip a fetch when it is already
- * printed).  Whatever else the payload holds, and whatever shape it has,
+ * that stream), the sequence (to skip a fetch when it is already printed)
+ * and whether the stream's partition moved to another shard (the source
+ * shard of a move sends {"moved": true} on the moved streams' channels).  Whatever else the payload holds, and whatever shape it has,
  * is ignored; a payload we cannot read only means the stream is fetched.
  *
  * The payload is read with PostgreSQL's own JSON parser (common/jsonapi.h)
@@ -71,6 +72,9 @@ payload_scalar(void *state, char *token, JsonTokenType tokentype)
 		else if (strcmp(ps->field, "stream_id") == 0 &&
 				 tokentype == JSON_TOKEN_STRING)
 			info->has_stream = normalize_uuid(token, info->stream_id);
+		else if (strcmp(ps->field, "moved") == 0 &&
+				 tokentype == JSON_TOKEN_TRUE)
+			info->moved = true;
 	}
 	pfree(token);
 }

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
- * datastreams.c
- *	  Module entry point: each subsystem defines its settings and hooks.
+ * module.c
+ *	  The module's entry point: each subsystem defines its settings and
+ *	  hooks.
  *
  *-------------------------------------------------------------------------
  */
@@ -11,6 +12,8 @@
 #include "utils/guc.h"
 
 #include "bus.h"
+#include "notify.h"
+#include "publisher.h"
 #include "datastreams.h"
 #include "frame_rules.h"
 #include "ledger.h"
@@ -29,7 +32,9 @@ _PG_init(void)
 	ds_normalize_init();
 	ds_stream_state_init();
 	ds_ledger_init();
+	ds_commit_init();
 	ds_notify_init();
+	ds_bus_init();
 	ds_publisher_init();
 	ds_metrics_init();
 	ds_health_init();
@@ -37,6 +42,7 @@ _PG_init(void)
 	ds_logs_init();
 	ds_retention_init();
 	ds_prune_worker_init();
+	ds_database_slots_init();
 	ds_launcher_init();
 	ds_routing_init();
 	MarkGUCPrefixReserved("datastreams");
