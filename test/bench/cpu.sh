@@ -2,7 +2,7 @@
 # Where single-row ingest spends CPU, per process and per frame, against the
 # plain twin.  Measures; asserts nothing.
 #
-#   sudo test/bench/cpu.sh                  about 3 minutes on 2 cores
+#   sudo test/bench/cpu.sh                  about 6 minutes on 2 cores
 #   sudo BENCH_CALLGRIND=0 test/bench/cpu.sh   without the instruction counts
 #
 # 1. per-process CPU: BENCH_CLIENTS single-row writers (a stream each) run
@@ -21,6 +21,11 @@
 #    publisher is restarted before each, so both include one start-up).
 #    With one writer the publisher handles one frame per batch: its worst
 #    case.  Exact and repeatable, but user space only (no system calls).
+# 3. on the callgrind cluster: the writer's instructions per insert alone,
+#    and while another tenant loops at BENCH_CHURN_RATE calls/s either a
+#    one-row UPDATE of a table of its own or update_stream() on its own
+#    stream: what the stream changes cost other backends, without the
+#    competition for the CPU that throughput ratios include.
 #
 # Like run.sh it starts throwaway clusters owned by 'postgres' with default
 # settings except shared_preload_libraries = 'datastreams', built from this
@@ -32,7 +37,8 @@
 #   BENCH_SECONDS=N    measured window per run (default 8)
 #   BENCH_RUNS=N       runs per variant (default 3)
 #   BENCH_TX=N         transactions of the callgrind run (default 1000)
-#   BENCH_CALLGRIND=0  skip section 2
+#   BENCH_CALLGRIND=0  skip sections 2 and 3
+#   BENCH_CHURN_RATE=N calls/s of tenant B's loops in section 3 (default 100)
 #   BENCH_PORT=N       port of the cluster (default 56320; callgrind's +1)
 #   BENCH_PGBIN=DIR    PostgreSQL bin directory with the extension installed
 #   BENCH_OUT=FILE     results (default test/bench/cpu-results.md)
@@ -46,6 +52,7 @@ DUR=${BENCH_SECONDS:-8}
 RUNS=${BENCH_RUNS:-3}
 NTX=${BENCH_TX:-1000}
 CALLGRIND=${BENCH_CALLGRIND:-1}
+CHURN_RATE=${BENCH_CHURN_RATE:-100}
 PORT=${BENCH_PORT:-56320}
 OUT=${BENCH_OUT:-$BENCH_SRC/cpu-results.md}
 PGBIN=${BENCH_PGBIN:-}
@@ -255,13 +262,58 @@ if [ "$CALLGRIND" = 1 ] && command -v valgrind >/dev/null; then
 		"$PGBIN/pgbench" -n -M prepared -h "$CG" -p "$CGPORT" -U bench_tenant -c 1 -t "$NTX" -f "$WORK/$v.sql" "$DB" >"$WORK/cg-pgbench.out" 2>&1
 		sleep 3
 		restart_publisher >/dev/null
-		# the writer's backend: the busiest of the processes that ended meanwhile
+		# the writer's backend: the busiest of the client backends that ended
+		# meanwhile (not an autovacuum worker, nor the publisher)
 		IR[$v.writer]=$(comm -13 <(echo "$before") <(ls "$CG/out") | grep -v "^cg.$pub\$" |
-			while read -r f; do awk '/^totals:/ { print $2; exit }' "$CG/out/$f"; done |
+			while read -r f; do
+				grep -q PostgresMain "$CG/out/$f" && awk '/^totals:/ { print $2; exit }' "$CG/out/$f"
+			done |
 			sort -g | tail -n 1 | awk -v n="$NTX" '{ printf "%.0f", $1 / n }')
 		IR[$v.publisher]=$(counted "$pub")
 	done
 	IR[ds.publisher.per]=$(awk -v a="${IR[ds.publisher]}" -v b="${IR[plain.publisher]}" -v n="$NTX" 'BEGIN { printf "%.0f", (a - b) / n }')
+
+	# 3. what another tenant's stream changes cost a writer: its
+	# instructions per insert while tenant B loops, at CHURN_RATE calls/s,
+	# update_stream() on its own stream or a one-row UPDATE of a table of
+	# its own (the control)
+	say "3. instructions per insert while another tenant loops update_stream() / a plain UPDATE at ${CHURN_RATE}/s"
+	sql "$CG" "$CGPORT" >/dev/null <<-'EOF'
+		CREATE ROLE bench_churner LOGIN;
+		SELECT datastreams.create_account('churn', 'bench_churner');
+		INSERT INTO datastreams.streams (id, account_id, name, symbol, status, sla_ms)
+		VALUES (bench.stream_uuid(900), 'churn', 'churn', 'C', 'active', 100);
+		CREATE TABLE bench.control (id integer PRIMARY KEY, v integer);
+		INSERT INTO bench.control VALUES (1, 0);
+		GRANT SELECT, UPDATE ON bench.control TO PUBLIC;
+		CREATE FUNCTION bench.control_update(v integer) RETURNS integer
+		LANGUAGE plpgsql AS $$ BEGIN UPDATE bench.control SET v = $1 WHERE id = 1; RETURN 1; END $$;
+	EOF
+	printf '%s\n' '\set sla random(100, 200)' \
+		"SELECT 1 FROM datastreams.update_stream(bench.stream_uuid(900), jsonb_build_object('sla_ms', CAST(:sla AS integer)));" >"$WORK/churn_us.sql"
+	printf '%s\n' '\set sla random(100, 200)' "SELECT bench.control_update(CAST(:sla AS integer));" >"$WORK/churn_ctl.sql"
+	chmod 644 "$WORK"/churn_*.sql
+	for c in none ctl us; do
+		sql "$CG" "$CGPORT" -c "TRUNCATE datastreams.frames, datastreams.stream_state" -c CHECKPOINT >/dev/null
+		"$PGBIN/pgbench" -n -M prepared -h "$CG" -p "$CGPORT" -U bench_tenant -c 1 -t 200 -f "$WORK/ds.sql" "$DB" >/dev/null 2>&1
+		cpid=""
+		if [ "$c" != none ]; then
+			"$PGBIN/pgbench" -n -M prepared -h "$CG" -p "$CGPORT" -U bench_churner -c 1 -T 30 -R "$CHURN_RATE" \
+				-f "$WORK/churn_$c.sql" "$DB" >"$WORK/churn.out" 2>&1 &
+			cpid=$!
+			BG_PIDS+=("$cpid")
+			sleep 5
+		fi
+		before=$(ls "$CG/out")
+		"$PGBIN/pgbench" -n -M prepared -h "$CG" -p "$CGPORT" -U bench_tenant -c 1 -t "$NTX" -f "$WORK/ds.sql" "$DB" >"$WORK/cg-pgbench.out" 2>&1
+		IR[churn.$c.tps]=$(awk '/^tps = / { printf "%.0f", $3 }' "$WORK/cg-pgbench.out")
+		sleep 3
+		IR[churn.$c]=$(comm -13 <(echo "$before") <(ls "$CG/out") |
+			while read -r f; do
+				grep -q PostgresMain "$CG/out/$f" && awk '/^totals:/ { print $2; exit }' "$CG/out/$f"
+			done | sort -g | tail -n 1 | awk -v n="$NTX" '{ printf "%.0f", $1 / n }')
+		[ -z "$cpid" ] || wait "$cpid" || true
+	done
 fi
 
 # ---------------------------------------------------------------------------
@@ -299,6 +351,14 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0 || a !~ /^[0-9.]+$/) p
 		echo "| writer backend | ${IR[plain.writer]} | ${IR[ds.writer]} | $(ratio "${IR[ds.writer]}" "${IR[plain.writer]}") |"
 		echo "| publisher, per frame (one frame per batch) | | ${IR[ds.publisher.per]} | |"
 		echo "| both | ${IR[plain.writer]} | $((IR[ds.writer] + IR[ds.publisher.per])) | $(ratio "$((IR[ds.writer] + IR[ds.publisher.per]))" "${IR[plain.writer]}") |"
+		echo
+		echo "## 3. A writer's instructions per insert while tenant B loops at $CHURN_RATE calls/s (callgrind, $NTX inserts)"
+		echo
+		echo "| tenant B | writer's instructions per insert | ÷ alone | writer's tx/s under callgrind |"
+		echo "|---|---:|---:|---:|"
+		echo "| nothing | ${IR[churn.none]} | 1.00 | ${IR[churn.none.tps]} |"
+		echo "| a one-row UPDATE of its own table (control) | ${IR[churn.ctl]} | $(ratio "${IR[churn.ctl]}" "${IR[churn.none]}") | ${IR[churn.ctl.tps]} |"
+		echo "| update_stream() on its own stream | ${IR[churn.us]} | $(ratio "${IR[churn.us]}" "${IR[churn.none]}") | ${IR[churn.us.tps]} |"
 	fi
 } >"$OUT"
 cat "$OUT"
