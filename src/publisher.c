@@ -66,7 +66,6 @@
 #define PUBLISH_BATCH 1024
 #define PUBLISHER_TIMEOUT_DEFAULT 1000	/* ms */
 #define FOLD_INTERVAL_MS 1000
-#define FOLD_CHECK_MS 100
 #define FOLDS_PER_ROUND 256
 #define IDLE_WAIT_MS 100
 #define POLL_INTERVAL_MS 1
@@ -317,6 +316,15 @@ typedef struct PendingFold
 
 static HTAB *folds = NULL;
 
+/* No stream is due for a fold before this */
+static TimestampTz next_fold_at = 0;
+
+static TimestampTz
+fold_time(PendingFold *f)
+{
+	return f->last_fold + FOLD_INTERVAL_MS * INT64CONST(1000);
+}
+
 static void
 publisher_detach(int code, Datum arg)
 {
@@ -396,6 +404,7 @@ publish_batch(PublisherRing *ring, HandOver *batch)
 			if (!found)
 				f->last_fold = 0;
 			f->due = true;
+			next_fold_at = Min(next_fold_at, fold_time(f));
 		}
 	}
 
@@ -408,23 +417,20 @@ publish_batch(PublisherRing *ring, HandOver *batch)
 
 /*
  * Fold the counters of streams that received frames, each at most once a
- * second, skipping a stream a writer is folding itself.  Looks for such
- * streams every FOLD_CHECK_MS, not every round: a round can be as short
- * as the poll interval, and each look is a transaction.
+ * second, skipping a stream a writer is folding itself.  A round can be as
+ * short as the poll interval, so the publisher remembers when the next
+ * stream falls due and starts no transaction before.
  */
 static void
 fold_due_streams(void)
 {
-	static TimestampTz last_check = 0;
 	HASH_SEQ_STATUS seq;
 	PendingFold *f;
 	TimestampTz now = GetCurrentTimestamp();
 	int			n = 0;
 
-	if (hash_get_num_entries(folds) == 0 ||
-		!TimestampDifferenceExceeds(last_check, now, FOLD_CHECK_MS))
+	if (hash_get_num_entries(folds) == 0 || now < next_fold_at)
 		return;
-	last_check = now;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -450,10 +456,15 @@ fold_due_streams(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 
 	/* forget streams that went quiet, so the table stays small */
+	next_fold_at = DT_NOEND;
 	hash_seq_init(&seq, folds);
 	while ((f = hash_seq_search(&seq)) != NULL)
-		if (!f->due && TimestampDifferenceExceeds(f->last_fold, now, 60 * 1000))
+	{
+		if (f->due)
+			next_fold_at = Min(next_fold_at, fold_time(f));
+		else if (TimestampDifferenceExceeds(f->last_fold, now, 60 * 1000))
 			(void) hash_search(folds, &f->stream_id, HASH_REMOVE, NULL);
+	}
 }
 
 /*
