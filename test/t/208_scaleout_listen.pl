@@ -21,11 +21,31 @@
 use strict;
 use warnings;
 
+use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use ListenHelper;
 use ScaleoutHelper;
+
+# Usage: --proxy takes the proxy's connection, which no other connection
+# option may contradict, and --shard-conninfo needs it.
+for my $case (
+	[ [ '--proxy', 'dbname=x', '--dbname', 'dbname=y', '--all' ],
+		qr/--dbname and --proxy cannot be used together/ ],
+	[ [ '--proxy', 'dbname=x', '--all', 'dbname=y' ],
+		qr/connection given both with --proxy and as argument/ ],
+	[ [ '--shard-conninfo', 'user=l', '--all', 'dbname=y' ],
+		qr/--shard-conninfo can only be used with --proxy/ ],
+	[ [ '--proxy', 'dbname=x', '--shard-conninfo', 'nonsense', '--all' ],
+		qr/invalid connection string/ ])
+{
+	my ($args, $message) = @$case;
+	my ($uout, $uerr) = ('', '');
+	IPC::Run::run([ listen_program(), @$args ], '>', \$uout, '2>', \$uerr);
+	is($? >> 8, 2, "usage error exits 2: @$args");
+	like($uerr, $message, "... saying so: @$args");
+}
 
 my @shards = (new_shard('shard0'), new_shard('shard1'));
 my $proxy = new_proxy('proxy', 8, @shards);
