@@ -570,6 +570,7 @@ run_query(PGconn *conn, const char *what, const char *sql,
 	PGresult   *keep = NULL;
 	int			sent;
 
+	last_sqlstate[0] = '\0';
 	if (nparams > 0)
 		sent = PQsendQueryParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
 	else

@@ -174,11 +174,22 @@ listen_consumer_shards(PGconn *conn)
 			step = listen_channels(shards[shard].conn, fresh, nfresh);
 			if (step == STEP_OK)
 			{
+				int			known = nchannels;
+
 				shards[shard].synced = true;
 				shards[shard].backoff = 0;
+				/* a resynced shard's channels may be known already */
 				channels = pg_realloc(channels, sizeof(char *) * (nchannels + nfresh));
 				for (int i = 0; i < nfresh; i++)
-					channels[nchannels++] = psprintf("%s\n%s", conninfo, fresh[i]);
+				{
+					char	   *key = psprintf("%s\n%s", conninfo, fresh[i]);
+
+					if (known > 0 &&
+						bsearch(&key, channels, known, sizeof(char *), channel_cmp) != NULL)
+						pg_free(key);
+					else
+						channels[nchannels++] = key;
+				}
 				qsort(channels, nchannels, sizeof(char *), channel_cmp);
 			}
 			else if (step == STEP_RETRY)

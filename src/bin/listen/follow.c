@@ -422,6 +422,31 @@ listen_streams(PGconn *conn, int shard)
 }
 
 /*
+ * --proxy: which shards hold a followed stream.  A shard left with none
+ * (its partitions moved away) is no longer listened to or retried.
+ */
+static void
+count_shard_streams(void)
+{
+	for (int i = 0; i < nshards; i++)
+		shards[i].has_streams = false;
+	for (int i = 0; i < nstreams; i++)
+	{
+		if (streams[i].shard >= 0)
+			shards[streams[i].shard].has_streams = true;
+	}
+	for (int i = 0; i < nshards; i++)
+	{
+		if (!shards[i].has_streams && shards[i].conn != NULL)
+		{
+			PQfinish(shards[i].conn);
+			shards[i].conn = NULL;
+			shards[i].synced = false;
+		}
+	}
+}
+
+/*
  * --proxy: ask the proxy's map where the given streams live.  A stream
  * found on another shard than before is LISTENed to there (if that shard
  * is connected; otherwise its connection will) and fetched, so that what
@@ -449,7 +474,6 @@ resolve_shards(PGconn *conn, const int *idx, int n)
 			return STEP_FATAL;
 		}
 		shard = shard_lookup(PQgetvalue(res, i, 0));
-		shards[shard].has_streams = true;
 		if (shard == s->shard)
 			continue;
 		if (s->shard >= 0)
@@ -472,7 +496,19 @@ resolve_shards(PGconn *conn, const int *idx, int n)
 		mark_dirty(s);
 	}
 	PQclear(res);
+	count_shard_streams();
 	return STEP_OK;
+}
+
+/* --proxy: look up again where every stream lives. */
+static StepResult
+resolve_all_shards(PGconn *conn)
+{
+	int		   *all = all_streams();
+	StepResult	step = resolve_shards(conn, all, nstreams);
+
+	pg_free(all);
+	return step;
 }
 
 /* --proxy: look up again the streams whose partition has moved. */
@@ -491,10 +527,10 @@ resolve_moved(PGconn *conn)
 	{
 		if (streams[i].resolve_until == 0)
 			continue;
+		/* past the window: one last look-up, then the poll interval's */
 		if (now > streams[i].resolve_until)
-			streams[i].resolve_until = 0;	/* the move did not happen */
-		else
-			moved[n++] = i;
+			streams[i].resolve_until = 0;
+		moved[n++] = i;
 	}
 	if (n > 0)
 		step = resolve_shards(conn, moved, n);
@@ -692,6 +728,7 @@ fetch_chunk(PGconn *conn, const int *idx, int n, bool *full)
 	params[0] = ids->data;
 	params[1] = positions->data;
 
+	last_sqlstate[0] = '\0';
 	if (!PQsendQueryParams(conn, QUERIES->fetch, 2, NULL, params, NULL, NULL, 0))
 		step = query_failure(conn, NULL, "fetching frames");
 	else
@@ -874,14 +911,35 @@ fetch_due(void)
  * shard that cannot be reached is tried again after its backoff.
  */
 static StepResult
-sync_shards(void)
+sync_shards(PGconn *conn)
 {
 	for (int i = 0; i < nshards; i++)
 	{
 		StepResult	step;
+		int		   *held;
+		int			nheld = 0;
 
-		if (shards[i].synced || !shards[i].has_streams)
+		if (shards[i].synced || !shards[i].has_streams ||
+			monotonic_ms() < shards[i].retry_at)
 			continue;
+
+		/*
+		 * Its streams may live elsewhere by now (a move while this shard was
+		 * away, a failover to another address in the map): ask first.
+		 */
+		held = pg_malloc(sizeof(int) * nstreams);
+		for (int j = 0; j < nstreams; j++)
+		{
+			if (streams[j].shard == i)
+				held[nheld++] = j;
+		}
+		step = resolve_shards(conn, held, nheld);
+		pg_free(held);
+		if (step != STEP_OK)
+			return step;
+		if (!shards[i].has_streams)
+			continue;
+
 		step = shard_connect(i);
 		if (step == STEP_RETRY)
 			continue;
@@ -907,6 +965,37 @@ sync_shards(void)
 		}
 	}
 	return STEP_OK;
+}
+
+/*
+ * --proxy without --from: take each stream's starting position (its latest
+ * frame) through the proxy now, shard by shard, rather than when its
+ * shard's LISTEN first comes up, which may be much later.
+ */
+static StepResult
+position_streams(PGconn *conn)
+{
+	int		   *list = pg_malloc(sizeof(int) * Max(nstreams, 1));
+	int			n = 0;
+	StepResult	step = STEP_OK;
+
+	for (int i = 0; i < nstreams; i++)
+	{
+		if (!streams[i].positioned)
+			list[n++] = i;
+	}
+	qsort(list, n, sizeof(int), shard_order_cmp);
+	for (int start = 0, end; start < n && step == STEP_OK; start = end)
+	{
+		int			shard = streams[list[start]].shard;
+
+		for (end = start; end < n && streams[list[end]].shard == shard; end++)
+			;
+		step = check_positions(conn, list + start, end - start);
+		step = shard_query_failed(conn, shard, list + start, end - start, step);
+	}
+	pg_free(list);
+	return step;
 }
 
 /*
@@ -937,16 +1026,13 @@ follow_setup(PGconn *conn)
 		if (!options.once && (step = fetch_channels(conn)) != STEP_OK)
 			return step;
 		dirty_list = pg_malloc(sizeof(int) * nstreams);
-		if (options.proxy && !options.once)
-		{
-			int		   *all = all_streams();
-
-			step = resolve_shards(conn, all, nstreams);
-			pg_free(all);
-			if (step != STEP_OK)
-				return step;
-		}
 		streams_resolved = true;
+	}
+	if (options.proxy && !options.once)
+	{
+		if ((step = resolve_all_shards(conn)) != STEP_OK ||
+			(step = position_streams(conn)) != STEP_OK)
+			return step;
 	}
 
 	/* every stream is checked and replayed on a new connection */
@@ -956,7 +1042,7 @@ follow_setup(PGconn *conn)
 		mark_dirty(&streams[i]);
 	}
 	if (options.proxy && !options.once)
-		step = sync_shards();
+		step = sync_shards(conn);
 	else if (!options.once)
 		step = listen_streams(conn, -1);
 	if (step != STEP_OK)
@@ -989,6 +1075,11 @@ handle_notification(PGnotify *notify)
 		s = bsearch(&key, streams, nstreams, sizeof(Stream), stream_cmp);
 		if (s != NULL)
 		{
+			if (info.moved && options.proxy)
+			{
+				expect_move(s);
+				next_resolve = 0;
+			}
 			/* frames up to s->last are printed already */
 			if (!info.has_sequence || info.sequence > s->last)
 				mark_dirty(s);
@@ -1084,7 +1175,7 @@ follow_step(PGconn *conn)
 				take_notifications(shards[i].conn);
 		}
 		if ((step = resolve_moved(conn)) != STEP_OK ||
-			(step = sync_shards()) != STEP_OK)
+			(step = sync_shards(conn)) != STEP_OK)
 			return step;
 	}
 	else
@@ -1092,7 +1183,13 @@ follow_step(PGconn *conn)
 
 	if (monotonic_ms() >= next_poll)
 	{
-		/* the safety net, for notifications lost whatever the reason */
+		/*
+		 * The safety net, for notifications lost whatever the reason, and
+		 * for a map that changed without telling (a failover to another
+		 * address).
+		 */
+		if (options.proxy && (step = resolve_all_shards(conn)) != STEP_OK)
+			return step;
 		for (int i = 0; i < nstreams; i++)
 			mark_dirty(&streams[i]);
 		next_poll = monotonic_ms() + options.poll_ms;

@@ -28,10 +28,11 @@
 #include "datastreams_listen.h"
 
 /*
- * A shard that does not answer must not hold up the others for long: this
- * applies unless the map or --shard-conninfo sets connect_timeout.
+ * Connecting blocks the loop, so a shard that does not answer must not
+ * hold up the others for long: this applies (libpq's shortest) unless the
+ * map or --shard-conninfo sets connect_timeout.
  */
-#define SHARD_CONNECT_TIMEOUT	"10"
+#define SHARD_CONNECT_TIMEOUT	"2"
 
 Shard	   *shards = NULL;
 int			nshards = 0;
