@@ -46,6 +46,7 @@
 #   BENCH_PGBIN=DIR    PostgreSQL bin directory (default: $DATASTREAMS_PG_ROOT's
 #                      copy when set, else /usr/lib/postgresql/15/bin); the
 #                      extension must be installed there
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 set -Eeuo pipefail
 
 BENCH_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -78,19 +79,6 @@ TENANT=bench_tenant
 CHUNK=100000				# frames per INSERT while loading
 
 WORK=""
-
-say() { printf '==> [%3ds] %s\n' "$SECONDS" "$*" >&2; }
-die() {
-	printf 'ERROR: %s\n' "$*" >&2
-	exit 1
-}
-as_pg() {
-	if [ "$(id -u)" -eq 0 ]; then
-		runuser -u postgres -- "$@"
-	else
-		"$@"
-	fi
-}
 
 cleanup() {
 	local rc=$?

@@ -43,6 +43,7 @@
 #   BENCH_PGBIN=DIR    PostgreSQL bin directory with the extension installed
 #   BENCH_OUT=FILE     results (default test/bench/cpu-results.md)
 #   BENCH_LABEL=TEXT   appended to the results header
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 set -Eeuo pipefail
 
 BENCH_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -62,13 +63,6 @@ export PGOPTIONS="-c baseline.account_id=bench"
 WORK=""
 BG_PIDS=()
 BUILD_COMMIT=""
-
-say() { printf '==> [%3ds] %s\n' "$SECONDS" "$*" >&2; }
-die() {
-	printf 'ERROR: %s\n' "$*" >&2
-	exit 1
-}
-as_pg() { runuser -u postgres -- "$@"; }
 
 cleanup() {
 	local rc=$? pid d

@@ -45,6 +45,7 @@
 #   BENCH_PGBIN=DIR        PostgreSQL bin directory with the extension installed
 #                          (skips the build; e.g. a DESTDIR copy of another commit)
 #   BENCH_LABEL=TEXT       appended to the results header
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 set -Eeuo pipefail
 
 BENCH_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -85,21 +86,7 @@ ROWS=""
 NOTES=""
 
 want() { [[ $SECTIONS = *" $1 "* ]]; }
-say() { printf '==> [%3ds] %s\n' "$SECONDS" "$*" >&2; }
-warn() { printf 'WARNING: %s\n' "$*" >&2; }
-die() {
-	printf 'ERROR: %s\n' "$*" >&2
-	exit 1
-}
 log() { printf '%s\n' "$*" >>"$WORK/bench.log"; }
-
-as_pg() {
-	if [ "$(id -u)" -eq 0 ]; then
-		runuser -u postgres -- "$@"
-	else
-		"$@"
-	fi
-}
 
 cleanup() {
 	local rc=$? pid

@@ -17,6 +17,7 @@
 #   BENCH_ROUNDS=N      rounds (default 7)
 #   BENCH_CALLS=N       calls per kind and round (default 20000)
 #   BENCH_PORT=N        port (default 55790)
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 set -Eeuo pipefail
 
 if [ -n "${DATASTREAMS_PG_ROOT:-}" ]; then
@@ -30,7 +31,6 @@ PORT=${BENCH_PORT:-55790}
 
 SCRATCH=$(mktemp -d /tmp/datastreams-oracle.XXXXXX)
 chmod 755 "$SCRATCH"
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 [ "$(id -u)" -ne 0 ] || chown postgres: "$SCRATCH"
 cleanup() {
 	as_pg "$PGBIN/pg_ctl" -D "$SCRATCH/data" -m immediate stop >/dev/null 2>&1 || true

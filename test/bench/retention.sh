@@ -46,6 +46,7 @@
 #   RET_BLOAT_ONLY=1       skip part 2 (for CI: part 1 is deterministic enough
 #                          to check, throughput on a shared machine is not)
 #   RET_ASSERT=1           exit 1 when the plateau target is not met
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 set -Eeuo pipefail
 
 BENCH_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -74,20 +75,6 @@ DB=postgres			# the prune worker's datastreams.database
 CHUNK=10000				# frames per INSERT statement while loading a day
 
 WORK=""
-
-say() { printf '==> [%3ds] %s\n' "$SECONDS" "$*" >&2; }
-die() {
-	printf 'ERROR: %s\n' "$*" >&2
-	exit 1
-}
-
-as_pg() {
-	if [ "$(id -u)" -eq 0 ]; then
-		runuser -u postgres -- "$@"
-	else
-		"$@"
-	fi
-}
 
 cleanup() {
 	local rc=$?

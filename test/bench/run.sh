@@ -41,6 +41,7 @@
 #
 # The harness never hangs: every client runs under timeout(1), and the
 # cluster and every background process it started are stopped on exit.
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 set -Eeuo pipefail
 
 BENCH_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -80,21 +81,7 @@ BG_PIDS=()
 FAILED=0
 
 want() { [[ $SECTIONS = *" $1 "* ]]; }
-say() { printf '==> [%3ds] %s\n' "$SECONDS" "$*" >&2; }
-warn() { printf 'WARNING: %s\n' "$*" >&2; }
-die() {
-	printf 'ERROR: %s\n' "$*" >&2
-	exit 1
-}
 log() { printf '%s\n' "$*" >>"$WORK/bench.log"; }
-
-as_pg() {
-	if [ "$(id -u)" -eq 0 ]; then
-		runuser -u postgres -- "$@"
-	else
-		"$@"
-	fi
-}
 
 cleanup() {
 	local rc=$? pid

@@ -24,6 +24,7 @@
 # Environment: BENCH_QUICK=1, BENCH_RUNS=N (default 3), BENCH_SECONDS=N
 # (default 3), BENCH_PORT=N (first of 5 ports, default 56550),
 # BENCH_OUT=FILE (default test/bench/scaleout-results.md), BENCH_KEEP=1.
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 set -Eeuo pipefail
 
 BENCH_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -45,7 +46,6 @@ SCRATCH=$(mktemp -d /var/tmp/datastreams-scaleout-bench.XXXXXX)
 chown postgres: "$SCRATCH"
 NODES=(proxy shard0 shard1 shard2 shard3)
 
-as_pg() { runuser -u postgres -- "$@"; }
 port_of() { local i; for i in "${!NODES[@]}"; do [ "${NODES[$i]}" = "$1" ] && echo $((PORT0 + i)); done; }
 sql() { local node=$1; shift; as_pg "$PGBIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 -h "$SCRATCH" -p "$(port_of "$node")" -d postgres "$@"; }
 conninfo() { echo "host=$SCRATCH port=$(port_of "$1") dbname=postgres"; }
