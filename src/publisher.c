@@ -571,7 +571,8 @@ datastreams_publisher_main(Datum main_arg)
 
 		if (n < PUBLISH_BATCH)
 		{
-			idle_rounds = n > 0 ? 0 : idle_rounds + 1;
+			/* capped: an idle publisher counts no further than it needs to */
+			idle_rounds = n > 0 ? 0 : Min(idle_rounds + 1, POLL_IDLE_ROUNDS);
 			if (!wait_for_entries(ring, idle_rounds < POLL_IDLE_ROUNDS))
 				continue;
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
